@@ -1,0 +1,34 @@
+# One entry point for users and CI. `make test` works from a fresh clone: it creates .venv,
+# installs the package with its dev extras, then runs lint, format check, type check and tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check soundsright_async tests benchmarks
+	$(BIN)/ruff format --check soundsright_async tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy soundsright_async
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/metrics_throughput.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,69 @@
+"""The error tree. Every error the package raises on purpose derives from ``SoundsrightError``::
+
+    SoundsrightError
+    ├── ConfigError            bad/missing config file, unknown key, wrong type, missing secret
+    ├── InputError             bad user input to a command (missing directory, no clean files)
+    └── ScoringError           scoring could not run (our reference data is unusable)
+        └── PoolError          the process pool could not run a job
+            ├── WorkerCrashedError   the worker process died while running the job
+            └── PoolClosedError      the pool was closed before the job could run
+
+A miner's bad output is never an exception: it scores the metric floor with a reason.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "InputError",
+    "PoolClosedError",
+    "PoolError",
+    "ScoringError",
+    "SoundsrightError",
+    "WorkerCrashedError",
+]
+
+
+class SoundsrightError(Exception):
+    """Root of every error the package raises on purpose."""
+
+
+class ConfigError(SoundsrightError):
+    """A configuration problem, formatted as one line: ``FILE: KEY: PROBLEM``."""
+
+    def __init__(self, problem: str, *, file: str | None = None, key: str | None = None) -> None:
+        self.problem = problem
+        self.file = file
+        self.key = key
+        super().__init__(": ".join(p for p in (file, key, problem) if p))
+
+
+class InputError(SoundsrightError):
+    """A user-supplied input (path, argument) is unusable."""
+
+
+class ScoringError(SoundsrightError):
+    """Scoring could not run at all, e.g. an unreadable clean reference file."""
+
+
+class PoolError(ScoringError):
+    """The process pool failed to run a job."""
+
+
+class WorkerCrashedError(PoolError):
+    """The worker process died (signal, ``os._exit``, OOM kill) while it ran the job."""
+
+    def __init__(self, job: str, exitcode: int | None) -> None:
+        self.job = job
+        self.exitcode = exitcode
+        if exitcode is not None and exitcode < 0:
+            how = f"killed by signal {-exitcode}"
+        elif exitcode is not None:
+            how = f"exited with code {exitcode}"
+        else:
+            how = "exited"
+        super().__init__(f"worker process {how} while running {job}")
+
+
+class PoolClosedError(PoolError):
+    """The pool is closed; no job can run."""

@@ -1,0 +1,106 @@
+"""``soundsright score``: score a directory of enhanced files against the clean references."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from ..audio.metrics import DatasetScore
+from ..audio.pool import ProgressCallback, ScoringPool
+from ..competitions import Competition
+from ._common import EXIT_OK, competition_arg, existing_dir, print_json, stderr_is_tty
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "score",
+        help="score enhanced audio against clean references",
+        description=(
+            "Score every clean *.wav against the enhanced file of the same name. Missing or bad "
+            "enhanced files score the metric's floor and are listed."
+        ),
+    )
+    p.add_argument("--competition", required=True, type=competition_arg, metavar="NAME")
+    p.add_argument("--clean", required=True, type=existing_dir, metavar="DIR")
+    p.add_argument("--enhanced", required=True, type=existing_dir, metavar="DIR")
+    p.add_argument(
+        "--noisy", type=existing_dir, metavar="DIR", help="degraded inputs (needed for SI-*)"
+    )
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: CPUs)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=run, parser=p)
+
+
+def run(args: argparse.Namespace) -> int:
+    comp: Competition = args.competition
+    if comp.needs_noisy and args.noisy is None:
+        args.parser.error(f"--noisy is required for {comp.name} (its SI-* metrics need it)")
+    if args.workers is not None and args.workers < 1:
+        args.parser.error("--workers must be >= 1")
+    with _progress(enabled=stderr_is_tty() and not args.json) as progress:
+        result = asyncio.run(_score(args, progress))
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        _print_table(result)
+    return EXIT_OK
+
+
+async def _score(args: argparse.Namespace, progress: ProgressCallback | None) -> DatasetScore:
+    async with ScoringPool(workers=args.workers) as pool:
+        return await pool.score(
+            args.competition, args.clean, args.enhanced, args.noisy, progress=progress
+        )
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[ProgressCallback | None]:
+    if not enabled:
+        yield None
+        return
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("scoring", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _print_table(result: DatasetScore) -> None:
+    console = Console()
+    table = Table(title=f"{result.competition} ({result.sample_rate} Hz, {result.files} files)")
+    table.add_column("metric")
+    table.add_column("average", justify="right")
+    table.add_column("95% CI", justify="right")
+    table.add_column("failed files", justify="right")
+    for metric, r in result.metrics.items():
+        ci = (
+            f"[{r.confidence_interval[0]:.4f}, {r.confidence_interval[1]:.4f}]"
+            if (r.confidence_interval)
+            else "-"
+        )
+        table.add_row(metric.value, f"{r.average:.4f}", ci, str(len(r.failed)))
+    console.print(table)
+    failures: dict[str, dict[str, list[str]]] = {}
+    for metric, r in result.metrics.items():
+        for name, reason in r.failed.items():
+            failures.setdefault(name, {}).setdefault(reason, []).append(metric.value)
+    for name in sorted(failures):
+        for reason, metrics in failures[name].items():
+            console.print(f"  {name}: {reason} (scored the floor for {', '.join(metrics)})")

@@ -1,0 +1,302 @@
+"""TOML configuration into typed, validated, frozen settings.
+
+``load_validator_settings(path)`` / ``load_miner_settings(path)`` read a TOML file and return
+settings, or raise ``ConfigError`` whose message is one line: ``FILE: KEY: PROBLEM``. Unknown keys,
+wrong types (no silent coercion: ``netuid = "105"`` is an error) and missing required keys are all
+errors.
+
+Secrets never come from the TOML file. A key that looks like one (``*api_key``, ``*token``,
+``*password``, ``*secret``) is refused. Each secret is read, in order, from the environment
+variable ``NAME``, from the file named by ``NAME_FILE``, or from the systemd credential
+``$CREDENTIALS_DIRECTORY/name`` (``LoadCredential=``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ._exceptions import ConfigError
+from .competitions import get_competition
+
+__all__ = [
+    "ChainSettings",
+    "DatasetSettings",
+    "LoggingSettings",
+    "MinerModelSettings",
+    "MinerSettings",
+    "ScoringSettings",
+    "Secrets",
+    "ValidatorSettings",
+    "WalletSettings",
+    "load_miner_settings",
+    "load_validator_settings",
+    "resolve_secret",
+]
+
+FilePath = Annotated[Path, Strict(False)]
+_SECRET_KEY = re.compile(r"(api_?key|token|password|passphrase|secret)$", re.IGNORECASE)
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_NAMED_NETWORKS = ("finney", "test", "local", "localnet")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _expand(p: Path) -> Path:
+    return Path(os.path.expandvars(str(p))).expanduser()
+
+
+class LoggingSettings(_Section):
+    format: Literal["auto", "json", "console"] = "auto"
+    """``auto``: pretty console output on a TTY, JSON lines otherwise (systemd journal)."""
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ChainSettings(_Section):
+    network: str = "finney"
+    """``finney``, ``test``, ``local``, ``localnet`` (embedded dev chain) or a ``ws(s)://`` URL."""
+    localnet_path: FilePath | None = None
+    """SQLite file of the embedded dev chain; required when ``network = "localnet"``."""
+    call_timeout_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, v: str) -> str:
+        if v in _NAMED_NETWORKS or v.startswith(("ws://", "wss://")):
+            return v
+        raise ValueError(f"must be one of {', '.join(_NAMED_NETWORKS)} or a ws:// URL, not {v!r}")
+
+    @field_validator("localnet_path")
+    @classmethod
+    def _path(cls, v: Path | None) -> Path | None:
+        return _expand(v) if v is not None else None
+
+    @model_validator(mode="after")
+    def _localnet_needs_path(self) -> ChainSettings:
+        if self.network == "localnet" and self.localnet_path is None:
+            raise ValueError('network = "localnet" needs localnet_path')
+        return self
+
+
+class WalletSettings(_Section):
+    name: str = "default"
+    hotkey: str = "default"
+    path: FilePath = Path("~/.bittensor/wallets")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: Path) -> Path:
+        return _expand(v)
+
+
+class ScoringSettings(_Section):
+    workers: int = Field(default=0, ge=0)
+    """Metric worker processes; 0 means one per available CPU."""
+
+
+class DatasetSettings(_Section):
+    speech: Literal["espeak", "elevenlabs"] = "espeak"
+    noise: Literal["synthetic", "wham"] = "synthetic"
+    rir: Literal["synthetic", "arni"] = "synthetic"
+    size: int = Field(default=25, ge=1, le=10_000)
+    """Clean utterances per competition epoch."""
+    elevenlabs_concurrency: int = Field(default=4, ge=1, le=64)
+    elevenlabs_model: str = "eleven_multilingual_v2"
+    elevenlabs_output_format: str = "pcm_44100"
+
+    @field_validator("elevenlabs_output_format")
+    @classmethod
+    def _fmt(cls, v: str) -> str:
+        if v == "pcm_44100" or v.startswith("mp3_44100_"):
+            return v
+        raise ValueError(f"must be pcm_44100 or mp3_44100_<kbps>, not {v!r}")
+
+
+class MinerModelSettings(_Section):
+    """The one model a miner serves."""
+
+    competition: str
+    namespace: str = Field(min_length=1, max_length=96)
+    name: str = Field(min_length=1, max_length=96)
+    revision: str
+
+    @field_validator("competition")
+    @classmethod
+    def _competition(cls, v: str) -> str:
+        try:
+            return get_competition(v).name
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, v: str) -> str:
+        if not _COMMIT.match(v):
+            raise ValueError(f"must be a 40-character lowercase hex commit id, not {v!r}")
+        return v
+
+
+class _NodeSettings(_Section):
+    netuid: int = Field(default=105, ge=0, le=65535)
+    data_dir: FilePath = Path("~/.soundsright")
+    chain: ChainSettings = ChainSettings()
+    wallet: WalletSettings = WalletSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir(cls, v: Path) -> Path:
+        return _expand(v)
+
+
+class ValidatorSettings(_NodeSettings):
+    scoring: ScoringSettings = ScoringSettings()
+    dataset: DatasetSettings = DatasetSettings()
+
+
+class MinerSettings(_NodeSettings):
+    model: MinerModelSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """Secrets resolved from the environment; ``repr`` never shows their values."""
+
+    elevenlabs_api_key: SecretStr | None = None
+    hf_token: SecretStr | None = None
+
+
+def resolve_secret(name: str, env: Mapping[str, str]) -> SecretStr | None:
+    """``NAME`` from env, else the file at ``NAME_FILE``, else ``$CREDENTIALS_DIRECTORY/name``."""
+    value = env.get(name)
+    if value:
+        return SecretStr(value.strip())
+    candidates = []
+    if env.get(f"{name}_FILE"):
+        candidates.append((f"{name}_FILE", Path(env[f"{name}_FILE"])))
+    if env.get("CREDENTIALS_DIRECTORY"):
+        candidates.append(
+            ("CREDENTIALS_DIRECTORY", Path(env["CREDENTIALS_DIRECTORY"]) / name.lower())
+        )
+    for source, path in candidates:
+        if source == "CREDENTIALS_DIRECTORY" and not path.exists():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read secret file {path}: {exc.strerror}", key=source
+            ) from None
+        if not text:
+            raise ConfigError(f"secret file {path} is empty", key=source)
+        return SecretStr(text)
+    return None
+
+
+S = TypeVar("S", bound=_Section)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", file=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", file=str(path)) from None
+
+
+def _refuse_secrets(data: Mapping[str, Any], file: str, prefix: str = "") -> None:
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            _refuse_secrets(value, file, f"{dotted}.")
+        elif _SECRET_KEY.search(key):
+            env = key.upper() if key.upper() != "API_KEY" else "the provider's *_API_KEY"
+            raise ConfigError(
+                f"secrets are not read from the config file; set the environment variable {env} "
+                f"(or {env}_FILE, or a systemd credential) instead",
+                file=file,
+                key=dotted,
+            )
+
+
+def _describe(err: Mapping[str, Any]) -> tuple[str, str]:
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    kind, msg = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        return loc, "unknown key"
+    if kind == "missing":
+        return loc, "missing required key"
+    msg = msg.removeprefix("Value error, ")
+    if kind.endswith("_type") or kind in ("literal_error", "int_from_float"):
+        msg = f"{msg} (got {err['input']!r})"
+    return loc, msg
+
+
+def _validate(model: type[S], data: Mapping[str, Any], file: str) -> S:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        key, problem = _describe(errors[0])
+        if len(errors) > 1:
+            problem += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        raise ConfigError(problem, file=file, key=key) from None
+
+
+def _load(model: type[S], path: str | os.PathLike[str]) -> S:
+    p = Path(path)
+    data = _read_toml(p)
+    _refuse_secrets(data, str(p))
+    return _validate(model, data, str(p))
+
+
+def load_validator_settings(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> tuple[ValidatorSettings, Secrets]:
+    """Validator settings and secrets; ``speech = "elevenlabs"`` requires its API key."""
+    settings = _load(ValidatorSettings, path)
+    env = os.environ if env is None else env
+    try:
+        secrets = Secrets(
+            elevenlabs_api_key=resolve_secret("ELEVENLABS_API_KEY", env),
+            hf_token=resolve_secret("HF_TOKEN", env),
+        )
+    except ConfigError as exc:
+        raise ConfigError(exc.problem, file=str(path), key=exc.key) from None
+    if settings.dataset.speech == "elevenlabs" and secrets.elevenlabs_api_key is None:
+        raise ConfigError(
+            'speech = "elevenlabs" needs the ELEVENLABS_API_KEY environment variable '
+            "(or ELEVENLABS_API_KEY_FILE, or the systemd credential elevenlabs_api_key)",
+            file=str(path),
+            key="dataset.speech",
+        )
+    return settings, secrets
+
+
+def load_miner_settings(path: str | os.PathLike[str]) -> MinerSettings:
+    return _load(MinerSettings, path)

@@ -1,0 +1,1 @@
+"""The miner daemon (not implemented yet; the entry point checks its configuration)."""

@@ -1,0 +1,1 @@
+"""The validator daemon (not implemented yet; the entry point checks its configuration)."""
