@@ -57,7 +57,7 @@ _NAMED_NETWORKS = ("finney", "test", "local", "localnet")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True)
 
 
 def _expand(p: Path) -> Path:
