@@ -52,3 +52,10 @@ def raise_unpicklable() -> None:
 
 def pid() -> int:
     return os.getpid()
+
+
+def blas_threads() -> int:
+    import numpy  # noqa: F401  (make sure its BLAS is loaded)
+    from threadpoolctl import threadpool_info
+
+    return max(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")

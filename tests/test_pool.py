@@ -139,3 +139,23 @@ async def test_pool_score_matches_sequential_scoring(tmp_path: Path) -> None:
     assert pooled.to_dict() == sequential.to_dict()
     assert pooled.metrics[comp.metrics[0]].failed == {"2.wav": "missing"}
     assert seen == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+async def test_workers_run_single_threaded_blas_by_default() -> None:
+    async with ScoringPool(workers=1) as pool:
+        assert await pool.run(jobs.blas_threads) == 1
+    with pytest.raises(ValueError, match="threads_per_worker must be >= 1"):
+        ScoringPool(workers=1, threads_per_worker=0)
+
+
+async def test_warm_starts_every_worker_once() -> None:
+    async with ScoringPool(workers=2) as pool:
+        await pool.warm()
+        await pool.warm()  # idempotent: no extra processes
+        pids = set()
+        for _ in range(3):
+            spans = await asyncio.gather(*(pool.run(jobs.timed_sleep, 0.2) for _ in range(2)))
+            pids |= {p for _, _, p in spans}
+        assert len(pids) == 2
+    with pytest.raises(PoolClosedError):
+        await pool.warm()

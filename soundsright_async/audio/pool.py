@@ -59,9 +59,24 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _worker_main(conn: Connection) -> None:
+_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _limit_threads(threads: int) -> None:
+    """Cap native thread pools (BLAS, OpenMP) in a worker: the pool already runs one worker per
+    CPU, and N workers x N BLAS threads oversubscribe the machine (measured: slower than serial).
+    Env vars cover libraries loaded later; threadpoolctl caps the ones already loaded."""
+    for name in _THREAD_ENV:
+        os.environ[name] = str(threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+
+
+def _worker_main(conn: Connection, threads: int = 1) -> None:
     """Worker process loop: receive ``(fn, args, kwargs)``, reply ``("ok", value)`` or an error."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    _limit_threads(threads)
     while True:
         try:
             msg = conn.recv()
@@ -95,11 +110,14 @@ class _WorkerDied(Exception):
 
 
 class _Worker:
-    def __init__(self, ctx: BaseContext) -> None:
+    def __init__(self, ctx: BaseContext, threads: int) -> None:
         parent, child = multiprocessing.Pipe(duplex=True)
         self.conn = parent
         self.process: BaseProcess = ctx.Process(  # type: ignore[attr-defined]
-            target=_worker_main, args=(child,), name="soundsright-pool-worker", daemon=True
+            target=_worker_main,
+            args=(child, threads),
+            name="soundsright-pool-worker",
+            daemon=True,
         )
         self.process.start()
         child.close()
@@ -137,18 +155,28 @@ class _Worker:
 class ScoringPool:
     """Bounded pool of worker processes; use as ``async with ScoringPool() as pool``."""
 
-    def __init__(self, workers: int | None = None, *, start_method: str = "forkserver") -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        threads_per_worker: int = 1,
+        start_method: str = "forkserver",
+    ) -> None:
         self.workers = workers if workers is not None else default_workers()
         if self.workers < 1:
             raise ValueError("workers must be >= 1")
+        if threads_per_worker < 1:
+            raise ValueError("threads_per_worker must be >= 1")
+        self.threads_per_worker = threads_per_worker
         self._ctx = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             self._ctx.set_forkserver_preload(_PRELOAD)
         self._slots = asyncio.Semaphore(self.workers)
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
+        # one thread per running job (blocked on its pipe) plus room for spawns and reaping
         self._threads = ThreadPoolExecutor(
-            max_workers=self.workers + 1, thread_name_prefix="soundsright-pool"
+            max_workers=2 * self.workers + 1, thread_name_prefix="soundsright-pool"
         )
         self._closed = False
 
@@ -191,6 +219,21 @@ class ScoringPool:
             exc.add_note(f"raised in pool worker running {job}:\n{reply[2]}")
         raise exc
 
+    async def warm(self) -> None:
+        """Start every worker now (in parallel) instead of on first use; daemons call this at
+        start-up so the first jobs do not pay for process start-up and library imports."""
+        if self._closed:
+            raise PoolClosedError("pool is closed")
+        loop = asyncio.get_running_loop()
+        missing = self.workers - len(self._idle) - len(self._busy)
+        started = await asyncio.gather(
+            *(
+                loop.run_in_executor(self._threads, _Worker, self._ctx, self.threads_per_worker)
+                for _ in range(missing)
+            )
+        )
+        self._idle.extend(started)
+
     async def _checkout(self, loop: asyncio.AbstractEventLoop) -> _Worker:
         while self._idle:
             worker = self._idle.pop()
@@ -198,7 +241,9 @@ class ScoringPool:
                 self._busy.add(worker)
                 return worker
             self._threads.submit(worker.close)
-        worker = await loop.run_in_executor(self._threads, _Worker, self._ctx)
+        worker = await loop.run_in_executor(
+            self._threads, _Worker, self._ctx, self.threads_per_worker
+        )
         self._busy.add(worker)
         return worker
 
