@@ -1,0 +1,121 @@
+"""``soundsright judge``: replay an epoch's judging from a JSON file (winners, scores, weights)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import orjson
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from .._exceptions import InputError
+from ..competitions import COMPETITIONS
+from ..validator.judging import (
+    EpochInput,
+    Judgement,
+    Rule,
+    judge_epoch,
+    judgement_to_dict,
+    parse_epoch_input,
+)
+from ._common import EXIT_OK, print_json
+
+__all__ = ["load_epoch_file", "register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "judge",
+        help="decide winners, scores and weights from benchmark results",
+        description=(
+            "Judge one epoch from a JSON file: dedup each competition, pick each (competition, "
+            "metric) winner with the improvement threshold, split the remainder pools, and "
+            "normalise the scores to weights. See docs/judging.md for the input format."
+        ),
+    )
+    p.add_argument("--input", required=True, metavar="FILE", help="epoch JSON ('-' = stdin)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    epoch = load_epoch_file(args.input)
+    judgement = judge_epoch(epoch)
+    if args.json:
+        print_json(judgement_to_dict(judgement))
+    else:
+        _print_summary(epoch, judgement)
+    return EXIT_OK
+
+
+def load_epoch_file(source: str) -> EpochInput:
+    """Read and parse the epoch file; every problem is an ``InputError`` naming file and field."""
+    label = "<stdin>" if source == "-" else source
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).expanduser().read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{label}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{label}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"{label}: not valid JSON: {exc}") from None
+    try:
+        return parse_epoch_input(data)
+    except InputError as exc:
+        raise InputError(f"{label}: {exc}") from None
+
+
+def _print_summary(epoch: EpochInput, j: Judgement) -> None:
+    console = Console()
+    for comp in COMPETITIONS:
+        decisions = [d for d in j.decisions if d.competition == comp.name]
+        if all(d.rule is Rule.NO_CANDIDATE for d in decisions):
+            console.print(f"{comp.name}: no candidates, nothing paid")
+            continue
+        table = Table(title=comp.name, box=box.SIMPLE, title_justify="left")
+        table.add_column("metric")
+        table.add_column("winner")
+        table.add_column("average", justify="right")
+        table.add_column("rule")
+        table.add_column("share", justify="right")
+        table.add_column("remainder", justify="right")
+        for d in decisions:
+            if d.winner is None or d.winner_uid is None:
+                table.add_row(d.metric.value, "-", "-", d.rule.value, "0", "-")
+                continue
+            paid = math.fsum(r.share for r in d.remainder)
+            to = sum(r.share > 0 for r in d.remainder)
+            table.add_row(
+                d.metric.value,
+                f"{d.winner_uid} {_short(d.winner.hotkey)}",
+                f"{d.winner.average:.6g}",
+                d.rule.value,
+                f"{d.winner_share:g}",
+                f"{paid:.4f} to {to}" if to else f"{d.remainder_unpaid:g} unpaid",
+            )
+        console.print(table)
+
+    title = "scores and weights" + (" (fallback)" if j.fallback_used else "")
+    scored = Table(title=title, box=box.SIMPLE, title_justify="left")
+    for col in ("uid", "hotkey", "score", "weight"):
+        scored.add_column(col, justify="left" if col == "hotkey" else "right")
+    for uid, (score, weight) in enumerate(zip(j.scores, j.weights, strict=True)):
+        if score > 0 or weight > 0:
+            scored.add_row(str(uid), _short(epoch.hotkeys[uid]), f"{score:.6f}", f"{weight:.6f}")
+    console.print(scored)
+    if j.fallback_used:
+        targets = sum(w > 0 for w in j.weights)
+        console.print(f"no miner scored: weights follow the fallback ({targets} uids)")
+    for gone in j.dropped:
+        kept = f", keeps {gone.kept}" if gone.kept else ""
+        console.print(f"dropped {gone.competition} {gone.hotkey}: {gone.reason.value}{kept}")
+
+
+def _short(hotkey: str) -> str:
+    return hotkey if len(hotkey) <= 12 else hotkey[:10] + "…"
