@@ -41,6 +41,7 @@ __all__ = [
     "LoggingSettings",
     "MinerModelSettings",
     "MinerSettings",
+    "ModelSourceSettings",
     "ScoringSettings",
     "Secrets",
     "ValidatorSettings",
@@ -130,6 +131,47 @@ class DatasetSettings(_Section):
         raise ValueError(f"must be pcm_44100 or mp3_44100_<kbps>, not {v!r}")
 
 
+_GIT_URL_SCHEMES = ("file://", "http://", "https://", "ssh://", "git://")
+
+
+class ModelSourceSettings(_Section):
+    """Where miners' models are fetched from, and the caps and deadline of one download."""
+
+    source: Literal["huggingface", "git"] = "huggingface"
+    """``huggingface`` (production) or ``git`` (a local hub of bare repositories)."""
+    hf_endpoint: str = "https://huggingface.co"
+    git_base_url: str | None = None
+    """Models are fetched from ``{git_base_url}/{namespace}/{name}``; required for ``git``."""
+    download_timeout_s: float = Field(default=1800.0, gt=0)
+    """Total deadline of one model download."""
+    max_total_bytes: int = Field(default=20 * 1024**3, ge=1)
+    max_files: int = Field(default=10_000, ge=1)
+    max_file_bytes: int = Field(default=10 * 1024**3, ge=1)
+    max_concurrent_downloads: int = Field(default=2, ge=1, le=64)
+
+    @field_validator("hf_endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s):// URL, not {v!r}")
+        return v.rstrip("/")
+
+    @field_validator("git_base_url")
+    @classmethod
+    def _git_url(cls, v: str | None) -> str | None:
+        if v is None or v.startswith(_GIT_URL_SCHEMES):
+            return v
+        if v.startswith(("/", "~", "$")):
+            return str(_expand(Path(v)))
+        raise ValueError(f"must be an absolute path or a file/http(s)/ssh/git URL, not {v!r}")
+
+    @model_validator(mode="after")
+    def _git_needs_url(self) -> ModelSourceSettings:
+        if self.source == "git" and self.git_base_url is None:
+            raise ValueError('source = "git" needs git_base_url')
+        return self
+
+
 class MinerModelSettings(_Section):
     """The one model a miner serves."""
 
@@ -170,6 +212,7 @@ class _NodeSettings(_Section):
 class ValidatorSettings(_NodeSettings):
     scoring: ScoringSettings = ScoringSettings()
     dataset: DatasetSettings = DatasetSettings()
+    models: ModelSourceSettings = ModelSourceSettings()
 
 
 class MinerSettings(_NodeSettings):

@@ -1,0 +1,192 @@
+"""``soundsright model ...``: model repository tools.
+
+``model check`` fetches a model (or takes a local directory), applies the repository rules and
+prints its content hash, checkpoint hashes, size and file count, or why it is rejected (exit 1).
+The ``model`` group takes more subcommands (``verify``) beside ``check``: each one is a
+``_register_*`` function listed in ``_SUBCOMMANDS``, and they share the model-source options
+(``add_source_arguments`` / ``source_settings`` / ``build_source``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeAlias
+
+from pydantic import SecretStr, ValidationError
+from rich.console import Console
+
+from ..config import ModelSourceSettings, load_validator_settings, resolve_secret
+from ..sandbox import (
+    GitSource,
+    HuggingFaceSource,
+    ModelRef,
+    ModelSource,
+    ModelSourceError,
+    RepoDigest,
+    RepoLimits,
+    fetch_model,
+    inspect_repo,
+)
+from ._common import EXIT_FAILED, EXIT_OK, existing_dir, print_json, stderr_is_tty
+
+__all__ = ["add_source_arguments", "build_source", "register", "source_settings"]
+
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def register(sub: SubParsers) -> None:
+    p = sub.add_parser("model", help="model repository tools")
+    msub = p.add_subparsers(dest="model_command", required=True, metavar="COMMAND")
+    for register_subcommand in _SUBCOMMANDS:
+        register_subcommand(msub)
+
+
+def add_source_arguments(p: argparse.ArgumentParser) -> None:
+    """Options that choose and configure the model source (shared by the model subcommands)."""
+    g = p.add_argument_group("model source (default: [models] of --config, else HuggingFace)")
+    g.add_argument("--config", type=Path, metavar="FILE", help="validator config to read")
+    g.add_argument("--source", choices=("huggingface", "git"), help="where models come from")
+    g.add_argument("--git-base-url", metavar="URL", help="git hub: {URL}/{namespace}/{name}")
+    g.add_argument("--hf-endpoint", metavar="URL", help="HuggingFace hub endpoint")
+    g.add_argument("--timeout", type=float, metavar="SECONDS", help="total download deadline")
+
+
+def source_settings(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> tuple[ModelSourceSettings, SecretStr | None]:
+    """The ``[models]`` settings (config file, then command-line overrides) and the HF token."""
+    if args.config is not None:
+        settings, secrets = load_validator_settings(args.config)
+        base, token = settings.models, secrets.hf_token
+    else:
+        base, token = ModelSourceSettings(), resolve_secret("HF_TOKEN", os.environ)
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("source", args.source),
+            ("git_base_url", args.git_base_url),
+            ("hf_endpoint", args.hf_endpoint),
+            ("download_timeout_s", args.timeout),
+        )
+        if value is not None
+    }
+    if args.git_base_url is not None and args.source is None:
+        overrides["source"] = "git"
+    try:
+        return ModelSourceSettings.model_validate(base.model_dump() | overrides), token
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if 'source = "git" needs git_base_url' in msg:
+            msg = "--source git needs --git-base-url (or models.git_base_url in --config)"
+        parser.error(msg)
+
+
+def limits_of(settings: ModelSourceSettings) -> RepoLimits:
+    return RepoLimits(
+        max_total_bytes=settings.max_total_bytes,
+        max_files=settings.max_files,
+        max_file_bytes=settings.max_file_bytes,
+    )
+
+
+def build_source(settings: ModelSourceSettings, token: SecretStr | None) -> ModelSource:
+    limits = limits_of(settings)
+    if settings.source == "git":
+        assert settings.git_base_url is not None
+        return GitSource(
+            base_url=settings.git_base_url, limits=limits, timeout_s=settings.download_timeout_s
+        )
+    return HuggingFaceSource(
+        endpoint=settings.hf_endpoint,
+        limits=limits,
+        timeout_s=settings.download_timeout_s,
+        token=token,
+    )
+
+
+# -- model check -------------------------------------------------------------------------------
+
+
+def _register_check(msub: SubParsers) -> None:
+    c = msub.add_parser(
+        "check",
+        help="fetch a model (or take a directory), apply the repository rules and hash it",
+        description=(
+            "Print the content hash, checkpoint hashes, size and file count of a model "
+            "repository, or the reason it is rejected (exit status 1)."
+        ),
+    )
+    what = c.add_mutually_exclusive_group(required=True)
+    what.add_argument("--path", type=existing_dir, metavar="DIR", help="a local model directory")
+    what.add_argument("--repo", metavar="NS/NAME", help="a model repository to fetch")
+    c.add_argument("--revision", metavar="REV", help="the full 40-character commit id (--repo)")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    add_source_arguments(c)
+    c.set_defaults(handler=run_check, parser=c)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args.parser
+    if args.repo is not None and args.revision is None:
+        parser.error("--repo needs --revision")
+    if args.path is not None and args.revision is not None:
+        parser.error("--revision goes with --repo, not --path")
+    if args.repo is not None and args.repo.count("/") != 1:
+        parser.error(f"--repo must be NAMESPACE/NAME, not {args.repo!r}")
+    settings, token = source_settings(args, parser)
+    try:
+        if args.path is not None:
+            digest = asyncio.run(inspect_repo(args.path.resolve(), limits_of(settings)))
+        else:
+            ref = ModelRef.parse(args.repo, args.revision)
+            with _status(f"fetching {ref}", enabled=stderr_is_tty() and not args.json):
+                digest = asyncio.run(_fetch(build_source(settings, token), ref, settings))
+    except ModelSourceError as exc:
+        _print_rejection(exc, as_json=args.json)
+        return EXIT_FAILED
+    _print_digest(digest, as_json=args.json)
+    return EXIT_OK
+
+
+async def _fetch(source: ModelSource, ref: ModelRef, settings: ModelSourceSettings) -> RepoDigest:
+    with tempfile.TemporaryDirectory(prefix="soundsright-model-") as tmp:
+        fetched = await fetch_model(source, ref, Path(tmp) / "model", limits_of(settings))
+        return fetched.digest
+
+
+@contextmanager
+def _status(text: str, *, enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    with Console(stderr=True).status(text):
+        yield
+
+
+def _print_rejection(exc: ModelSourceError, *, as_json: bool) -> None:
+    if as_json:
+        print_json({"rejected": exc.reason, "detail": exc.detail})
+    else:
+        print(f"rejected: {exc.reason}: {exc.detail}")
+
+
+def _print_digest(digest: RepoDigest, *, as_json: bool) -> None:
+    if as_json:
+        print_json(digest.to_dict())
+        return
+    print(f"content hash: {digest.content_hash}")
+    print(f"files: {digest.file_count}")
+    print(f"bytes: {digest.total_bytes}")
+    print(f"checkpoint hashes: {len(digest.checkpoints)}")
+    for path, sha in digest.checkpoints:
+        print(f"  {sha}  {path}")
+
+
+_SUBCOMMANDS: tuple[Callable[[SubParsers], None], ...] = (_register_check,)
