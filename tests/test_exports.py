@@ -13,6 +13,8 @@ MODULES = [
     "soundsright_async.config",
     "soundsright_async.logs",
     "soundsright_async.cli",
+    "soundsright_async.sandbox",
+    "soundsright_async.validator.judging",
 ]
 
 
