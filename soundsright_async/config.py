@@ -77,6 +77,14 @@ class ChainSettings(_Section):
     localnet_path: FilePath | None = None
     """SQLite file of the embedded dev chain; required when ``network = "localnet"``."""
     call_timeout_s: float = Field(default=30.0, gt=0)
+    retries: int = Field(default=3, ge=0, le=100)
+    """Extra attempts for a chain read after a dropped connection or a missed deadline."""
+    backoff_s: float = Field(default=1.0, gt=0)
+    """First wait before reconnecting; doubles per attempt, capped at ``backoff_max_s``."""
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    min_validator_stake: float = Field(default=1000.0, ge=0)
+    """Miner endpoints only answer validators with a permit and at least this much stake
+    (total stake weight, in alpha of the subnet)."""
 
     @field_validator("network")
     @classmethod
