@@ -127,7 +127,7 @@ class _Worker:
         try:
             self.conn.send(msg)
             reply: tuple[Any, ...] = self.conn.recv()
-        except (EOFError, OSError, BrokenPipeError):
+        except (EOFError, OSError):  # the worker died: its end of the pipe closed
             self.process.join(timeout=5)
             raise _WorkerDied(self.process.exitcode) from None
         return reply
