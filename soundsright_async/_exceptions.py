@@ -8,6 +8,22 @@
             ├── WorkerCrashedError   the worker process died while running the job
             └── PoolClosedError      the pool was closed before the job could run
 
+Each area defines its own subtree beside its code (one place to look per area):
+
+    SoundsrightError
+    ├── DatasetError                 audio/dataset/errors.py
+    │   ├── SpeechSourceError
+    │   │   └── SpeechAccountError   quota exhausted / bad API key: stops the run
+    │   └── CorpusError              WHAM!/Arni download, checksum or extraction
+    ├── ModelSourceError             sandbox/_errors.py
+    │   ├── ModelRejected            the model itself is unusable (reason code)
+    │   └── ModelUnavailable         could not be fetched this time (timeout, download)
+    ├── ChainError                   chain/errors.py
+    │   ├── ChainUnavailableError
+    │   └── SubnetNotFoundError
+    ├── PeerError                    net/client.py (unavailable, rejected, protocol)
+    └── ProtocolError                protocol.py (also a ValueError)
+
 A miner's bad output is never an exception: it scores the metric floor with a reason.
 """
 

@@ -121,6 +121,14 @@ class ScoringSettings(_Section):
     """Metric worker processes; 0 means one per available CPU."""
 
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_WHAM_URL = "https://my-bucket-a8b4b49c25c811ee9a7e8bba05fa24c7.s3.amazonaws.com/high_res_wham.zip"
+_ARNI_URLS = tuple(
+    f"https://zenodo.org/records/6985104/files/IR_Arni_upload_numClosed_{part}.zip?download=1"
+    for part in ("0-5", "6-15", "16-25", "26-35", "36-45", "46-55")
+)
+
+
 class DatasetSettings(_Section):
     speech: Literal["espeak", "elevenlabs"] = "espeak"
     noise: Literal["synthetic", "wham"] = "synthetic"
@@ -130,6 +138,26 @@ class DatasetSettings(_Section):
     elevenlabs_concurrency: int = Field(default=4, ge=1, le=64)
     elevenlabs_model: str = "eleven_multilingual_v2"
     elevenlabs_output_format: str = "pcm_44100"
+    elevenlabs_max_attempts: int = Field(default=6, ge=1, le=50)
+    """Attempts per request (429, 5xx, timeouts and connection errors are retried)."""
+    elevenlabs_backoff_base_s: float = Field(default=0.5, gt=0)
+    elevenlabs_backoff_max_s: float = Field(default=30.0, gt=0)
+    elevenlabs_request_timeout_s: float = Field(default=60.0, gt=0)
+    elevenlabs_clip_deadline_s: float = Field(default=300.0, gt=0)
+    """Total deadline of one clip, retries included."""
+    elevenlabs_base_url: str | None = None
+    """API base URL; unset means the SDK's default (production)."""
+    wham_url: str = _WHAM_URL
+    wham_sha256: str = ""
+    """Expected sha256 of the WHAM! zip; empty means not pinned (the size is still checked)."""
+    wham_size_bytes: int = Field(default=0, ge=0)
+    """Expected size of the WHAM! zip; 0 means the server's Content-Length."""
+    arni_urls: list[str] = Field(default_factory=lambda: list(_ARNI_URLS), min_length=1)
+    arni_sha256: list[str] = Field(default_factory=list)
+    """Expected sha256 per Arni zip (same order as ``arni_urls``), or empty for not pinned."""
+    arni_size_bytes: list[int] = Field(default_factory=list)
+    corpus_max_bytes: int = Field(default=200 * 2**30, ge=1)
+    """Refuse a corpus archive (or its extracted content) larger than this."""
 
     @field_validator("elevenlabs_output_format")
     @classmethod
@@ -137,6 +165,29 @@ class DatasetSettings(_Section):
         if v == "pcm_44100" or v.startswith("mp3_44100_"):
             return v
         raise ValueError(f"must be pcm_44100 or mp3_44100_<kbps>, not {v!r}")
+
+    @field_validator("wham_sha256")
+    @classmethod
+    def _sha(cls, v: str) -> str:
+        if v and not _SHA256.match(v):
+            raise ValueError(f"must be 64 lowercase hex digits or empty, not {v!r}")
+        return v
+
+    @field_validator("arni_sha256")
+    @classmethod
+    def _shas(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if not _SHA256.match(item):
+                raise ValueError(f"must be 64 lowercase hex digits, not {item!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _arni_lengths(self) -> DatasetSettings:
+        n = len(self.arni_urls)
+        for key in ("arni_sha256", "arni_size_bytes"):
+            if getattr(self, key) and len(getattr(self, key)) != n:
+                raise ValueError(f"{key} must be empty or have one entry per arni_urls entry")
+        return self
 
 
 _GIT_URL_SCHEMES = ("file://", "http://", "https://", "ssh://", "git://")

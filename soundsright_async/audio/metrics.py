@@ -113,10 +113,13 @@ def _ratio_db(num: float, den: float) -> float:
 def energy_ratios(clean: Audio, enhanced: Audio, noise: Audio) -> EnergyRatios:
     """SI-SDR, SI-SIR, SI-SAR in dB, clipped to [-100, 100].
 
-    With s = clean, ŝ = enhanced and n = the noise reference (degraded - clean):
-    s_target = <ŝ,s>/‖s‖²·s, e_noise = <ŝ,n>/‖n‖²·n, e_art = ŝ - s_target - e_noise;
+    With s = clean, ŝ = enhanced and n = the noise reference (degraded - clean), first made
+    orthogonal to s (n⊥ = n - <n,s>/‖s‖²·s, as in BSS-eval's projection onto span{s, n}):
+    s_target = <ŝ,s>/‖s‖²·s, e_noise = <ŝ,n⊥>/‖n⊥‖²·n⊥, e_art = ŝ - s_target - e_noise;
     SDR = ‖s_target‖²/‖ŝ - s_target‖², SIR = ‖s_target‖²/‖e_noise‖², SAR = ‖s_target‖²/‖e_art‖².
-    n is not orthogonalised against s (as in the reference). A zero reference contributes nothing.
+    The reference skipped the orthogonalisation, so speech that happened to correlate with the
+    noise was counted twice and a perfect output could not reach the SIR/SAR ceiling. When s and
+    n are orthogonal both definitions agree. A zero reference contributes nothing.
     """
     s = np.asarray(clean, dtype=np.float64)
     est = np.asarray(enhanced, dtype=np.float64)
@@ -124,6 +127,8 @@ def energy_ratios(clean: Audio, enhanced: Audio, noise: Audio) -> EnergyRatios:
     if not (s.shape == est.shape == n.shape) or s.ndim != 1:
         raise ValueError(f"shapes differ: clean {s.shape}, enhanced {est.shape}, noise {n.shape}")
     ss = _dot(s, s)
+    if ss > 0:
+        n = n - (_dot(n, s) / ss) * s
     nn = _dot(n, n)
     s_target = (_dot(est, s) / ss) * s if ss > 0 else np.zeros_like(s)
     e_noise = (_dot(est, n) / nn) * n if nn > 0 else np.zeros_like(n)

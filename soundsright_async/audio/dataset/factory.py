@@ -1,0 +1,61 @@
+"""Build the configured sources (``espeak``/``elevenlabs``, ``synthetic``/``wham``,
+``synthetic``/``arni``) from settings; the CLI and the validator call this."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..._exceptions import ConfigError
+from ...config import DatasetSettings, Secrets
+from ..pool import ScoringPool
+from .espeak import EspeakSource
+from .generate import Sources
+from .noise import SyntheticNoiseSource
+from .rir import SyntheticRirSource
+from .sources import NoiseSource, RirSource
+from .speech import SpeechSource
+
+__all__ = ["build_sources", "corpora_dir"]
+
+
+def corpora_dir(data_dir: Path) -> Path:
+    """Where downloaded corpora live: ``DATA_DIR/corpora``."""
+    return Path(data_dir) / "corpora"
+
+
+def build_sources(
+    settings: DatasetSettings,
+    secrets: Secrets,
+    *,
+    data_dir: Path,
+    pool: ScoringPool,
+) -> Sources:
+    speech: SpeechSource
+    if settings.speech == "espeak":
+        speech = EspeakSource(pool)
+    else:
+        if secrets.elevenlabs_api_key is None:
+            raise ConfigError(
+                "speech source elevenlabs needs the ELEVENLABS_API_KEY environment variable",
+                key="dataset.speech",
+            )
+        from .elevenlabs import ElevenLabsSource
+
+        speech = ElevenLabsSource.from_settings(
+            settings, secrets.elevenlabs_api_key.get_secret_value(), pool=pool
+        )
+    noise: NoiseSource
+    if settings.noise == "synthetic":
+        noise = SyntheticNoiseSource()
+    else:
+        from .corpora import WhamSource
+
+        noise = WhamSource.from_settings(settings, corpora_dir(data_dir), pool=pool)
+    rir: RirSource
+    if settings.rir == "synthetic":
+        rir = SyntheticRirSource()
+    else:
+        from .corpora import ArniSource
+
+        rir = ArniSource.from_settings(settings, corpora_dir(data_dir), pool=pool)
+    return Sources(speech, noise, rir)

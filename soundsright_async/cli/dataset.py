@@ -1,0 +1,167 @@
+"""``soundsright dataset generate``: make a benchmark dataset (clean + degraded + manifest)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from .._exceptions import ConfigError
+from ..audio.dataset.factory import build_sources
+from ..audio.dataset.generate import Dataset, DatasetSpec, ProgressCallback, generate_dataset
+from ..audio.pool import ScoringPool
+from ..competitions import Competition, Task
+from ..config import DatasetSettings, Secrets, load_validator_settings, resolve_secret
+from ._common import EXIT_OK, competition_arg, print_json, stderr_is_tty
+
+__all__ = ["register"]
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {n}")
+    return n
+
+
+def _seed(value: str) -> int:
+    try:
+        n = int(value, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {n}")
+    return n
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("dataset", help="benchmark datasets")
+    dsub = p.add_subparsers(dest="dataset_command", required=True, metavar="SUBCOMMAND")
+    g = dsub.add_parser(
+        "generate",
+        help="generate a clean/degraded dataset for a competition",
+        description=(
+            "Write OUT/clean/*.wav, OUT/degraded/*.wav and OUT/manifest.json. The same "
+            "(competition, seed, count) with offline sources gives byte-identical files. "
+            "The dataset appears under OUT only when it is complete."
+        ),
+    )
+    g.add_argument("--competition", required=True, type=competition_arg, metavar="NAME")
+    g.add_argument("--count", required=True, type=_positive, metavar="N")
+    g.add_argument("--seed", required=True, type=_seed, metavar="S")
+    g.add_argument("--out", required=True, type=Path, metavar="DIR")
+    g.add_argument("--speech", choices=("espeak", "elevenlabs"), default=None)
+    g.add_argument("--noise", choices=("synthetic", "wham"), default=None, help="denoising only")
+    g.add_argument("--rir", choices=("synthetic", "arni"), default=None, help="dereverb only")
+    g.add_argument("--sentences", type=_positive, default=4, help="sentences per prompt (4)")
+    g.add_argument("--workers", type=_positive, default=None, help="worker processes (CPUs)")
+    g.add_argument(
+        "--config", type=Path, metavar="FILE", help="validator.toml for [dataset] and data_dir"
+    )
+    g.add_argument(
+        "--data-dir", type=Path, metavar="DIR", help="where corpora are kept (~/.soundsright)"
+    )
+    g.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    g.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    g.set_defaults(handler=run, parser=g)
+
+
+def _settings(args: argparse.Namespace) -> tuple[DatasetSettings, Secrets, Path]:
+    comp: Competition = args.competition
+    if args.noise is not None and comp.task is not Task.DENOISING:
+        args.parser.error(f"--noise applies to denoising competitions, not {comp.name}")
+    if args.rir is not None and comp.task is not Task.DEREVERBERATION:
+        args.parser.error(f"--rir applies to dereverberation competitions, not {comp.name}")
+    if args.out.exists() and not args.overwrite:
+        args.parser.error(f"--out {args.out} already exists (add --overwrite to replace it)")
+    if args.config is not None:
+        validator, secrets = load_validator_settings(args.config)
+        settings, data_dir = validator.dataset, validator.data_dir
+    else:
+        settings, data_dir = DatasetSettings(), Path("~/.soundsright").expanduser()
+        secrets = Secrets(elevenlabs_api_key=resolve_secret("ELEVENLABS_API_KEY", os.environ))
+    overrides = {
+        k: getattr(args, k) for k in ("speech", "noise", "rir") if getattr(args, k) is not None
+    }
+    settings = settings.model_copy(update=overrides)
+    if settings.speech == "elevenlabs" and secrets.elevenlabs_api_key is None:
+        raise ConfigError("--speech elevenlabs needs the ELEVENLABS_API_KEY environment variable")
+    return settings, secrets, args.data_dir.expanduser() if args.data_dir else data_dir
+
+
+def run(args: argparse.Namespace) -> int:
+    settings, secrets, data_dir = _settings(args)
+    spec = DatasetSpec(
+        competition=args.competition,
+        count=args.count,
+        seed=args.seed,
+        out=args.out,
+        sentences=args.sentences,
+        overwrite=args.overwrite,
+    )
+    with _progress(enabled=stderr_is_tty() and not args.json) as progress:
+        dataset = asyncio.run(_generate(spec, settings, secrets, data_dir, args.workers, progress))
+    summary = {"path": str(dataset.path), **dataset.manifest.summary()}
+    if args.json:
+        print_json(summary)
+    else:
+        _print_summary(summary)
+    return EXIT_OK
+
+
+async def _generate(
+    spec: DatasetSpec,
+    settings: DatasetSettings,
+    secrets: Secrets,
+    data_dir: Path,
+    workers: int | None,
+    progress: ProgressCallback | None,
+) -> Dataset:
+    async with ScoringPool(workers=workers) as pool:
+        sources = build_sources(settings, secrets, data_dir=data_dir, pool=pool)
+        try:
+            return await generate_dataset(spec, pool=pool, sources=sources, progress=progress)
+        finally:
+            await sources.aclose()
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[ProgressCallback | None]:
+    if not enabled:
+        yield None
+        return
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("generating", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _print_summary(summary: dict[str, object]) -> None:
+    table = Table(title=f"dataset {summary['path']}", show_header=False)
+    for key, value in summary.items():
+        if key == "path":
+            continue
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        table.add_row(key, str(value))
+    Console().print(table)
