@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from .._exceptions import ConfigError
@@ -19,7 +16,7 @@ from ..audio.dataset.generate import Dataset, DatasetSpec, ProgressCallback, gen
 from ..audio.pool import ScoringPool
 from ..competitions import Competition, Task
 from ..config import DatasetSettings, Secrets, load_validator_settings, resolve_secret
-from ._common import EXIT_OK, competition_arg, print_json, stderr_is_tty
+from ._common import EXIT_OK, competition_arg, print_json, progress_bar, stderr_is_tty
 
 __all__ = ["register"]
 
@@ -109,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         sentences=args.sentences,
         overwrite=args.overwrite,
     )
-    with _progress(enabled=stderr_is_tty() and not args.json) as progress:
+    with progress_bar("generating", enabled=stderr_is_tty() and not args.json) as progress:
         dataset = asyncio.run(_generate(spec, settings, secrets, data_dir, args.workers, progress))
     summary = {"path": str(dataset.path), **dataset.manifest.summary()}
     if args.json:
@@ -133,27 +130,6 @@ async def _generate(
             return await generate_dataset(spec, pool=pool, sources=sources, progress=progress)
         finally:
             await sources.aclose()
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[ProgressCallback | None]:
-    if not enabled:
-        yield None
-        return
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("generating", total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 def _print_summary(summary: dict[str, object]) -> None:

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from ..audio.metrics import DatasetScore
 from ..audio.pool import ProgressCallback, ScoringPool
 from ..competitions import Competition
-from ._common import EXIT_OK, competition_arg, existing_dir, print_json, stderr_is_tty
+from ._common import EXIT_OK, competition_arg, existing_dir, print_json, progress_bar, stderr_is_tty
 
 __all__ = ["register"]
 
@@ -45,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error(f"--noisy is required for {comp.name} (its SI-* metrics need it)")
     if args.workers is not None and args.workers < 1:
         args.parser.error("--workers must be >= 1")
-    with _progress(enabled=stderr_is_tty() and not args.json) as progress:
+    with progress_bar("scoring", enabled=stderr_is_tty() and not args.json) as progress:
         result = asyncio.run(_score(args, progress))
     if args.json:
         print_json(result.to_dict())
@@ -59,27 +56,6 @@ async def _score(args: argparse.Namespace, progress: ProgressCallback | None) ->
         return await pool.score(
             args.competition, args.clean, args.enhanced, args.noisy, progress=progress
         )
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[ProgressCallback | None]:
-    if not enabled:
-        yield None
-        return
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("scoring", total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 def _print_table(result: DatasetScore) -> None:
