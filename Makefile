@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest bench clean
+.PHONY: install test lint typecheck pytest bench clean podman base-image
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,14 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# Podman for the sandbox (tests, CI, a one-machine validator): installs podman + runc with apt
+# when missing, writes a project-local containers.conf and starts the API socket; prints
+# DOCKER_HOST=unix://... (use: eval "$$(make -s podman)").
+podman:
+	@scripts/podman.sh
+
+# The offline base image the example models build FROM (mmdebstrap + podman import; kept if
+# it exists, FORCE=1 rebuilds).
+base-image: podman
+	@scripts/base-image.sh

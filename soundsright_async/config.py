@@ -38,10 +38,12 @@ from .competitions import get_competition
 __all__ = [
     "ChainSettings",
     "DatasetSettings",
+    "EngineSettings",
     "LoggingSettings",
     "MinerModelSettings",
     "MinerSettings",
     "ModelSourceSettings",
+    "SandboxSettings",
     "ScoringSettings",
     "Secrets",
     "ValidatorSettings",
@@ -231,6 +233,59 @@ class ModelSourceSettings(_Section):
         return self
 
 
+class EngineSettings(_Section):
+    """One container engine (a Docker or Podman API socket)."""
+
+    name: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    url: str | None = None
+    """``unix:///path.sock`` or ``tcp://host:port``; unset: ``DOCKER_HOST``, then the standard
+    Podman/Docker sockets."""
+    kind: Literal["podman", "docker"] = "podman"
+    run_slots: int = Field(default=1, ge=1, le=64)
+    """Models run at once on this engine (CPU-only); with ``gpus`` it is one per GPU."""
+    gpus: list[str] = Field(default_factory=list)
+    """GPU ids handed out one per running model (CDI ``nvidia.com/gpu=ID``); empty: no GPU."""
+    gpu_driver: Literal["cdi", "nvidia"] = "cdi"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None or v.startswith(("unix://", "tcp://", "http://", "https://")):
+            return v
+        raise ValueError(f"must be a unix:// or tcp:// URL, not {v!r}")
+
+
+class SandboxSettings(_Section):
+    """How model containers are built, locked down and benchmarked (docs/sandbox.md)."""
+
+    engines: list[EngineSettings] = Field(default_factory=lambda: [EngineSettings()], min_length=1)
+    owner: str = Field(default="validator", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    """Label value on everything this daemon creates; the start-up sweep removes only these."""
+    firewall: Literal["iptables", "off"] = "iptables"
+    bridge_prefix: str = Field(default="srbx", pattern=r"^[a-z0-9]{2,6}$")
+    build_network: Literal["none", "default"] = "none"
+    max_concurrent_builds: int = Field(default=2, ge=1, le=64)
+    build_timeout_s: float = Field(default=900.0, gt=0)
+    build_log_bytes: int = Field(default=65536, ge=1024)
+    memory_mb: int = Field(default=16384, ge=64)
+    cpus: float = Field(default=4.0, gt=0, le=1024)
+    pids_limit: int = Field(default=512, ge=16)
+    tmpfs_mb: int = Field(default=4096, ge=16)
+    extra_tmpfs: list[str] = Field(default_factory=list)
+    log_bytes: int = Field(default=1048576, ge=4096)
+    status_timeout_s: float = Field(default=100.0, gt=0)
+    prepare_timeout_s: float = Field(default=30.0, gt=0)
+    upload_timeout_s: float = Field(default=30.0, gt=0)
+    enhance_timeout_s: float = Field(default=600.0, gt=0)
+    enhance_factor_48k: float = Field(default=1.75, ge=1)
+    download_timeout_s: float = Field(default=30.0, gt=0)
+    reset_timeout_s: float = Field(default=10.0, gt=0)
+    max_download_bytes: int = Field(default=1024**3, ge=1024)
+    max_extracted_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    zip_member_slack: int = Field(default=8, ge=0, le=10_000)
+    keep_images: bool = False
+
+
 class MinerModelSettings(_Section):
     """The one model a miner serves."""
 
@@ -272,6 +327,7 @@ class ValidatorSettings(_NodeSettings):
     scoring: ScoringSettings = ScoringSettings()
     dataset: DatasetSettings = DatasetSettings()
     models: ModelSourceSettings = ModelSourceSettings()
+    sandbox: SandboxSettings = SandboxSettings()
 
 
 class MinerSettings(_NodeSettings):

@@ -21,7 +21,8 @@ from typing import Any, TypeAlias
 from pydantic import SecretStr, ValidationError
 from rich.console import Console
 
-from ..config import ModelSourceSettings, load_validator_settings, resolve_secret
+from ..audio.pool import ScoringPool, default_workers
+from ..config import ModelSourceSettings, SandboxSettings, load_validator_settings, resolve_secret
 from ..sandbox import (
     GitSource,
     HuggingFaceSource,
@@ -33,7 +34,17 @@ from ..sandbox import (
     fetch_model,
     inspect_repo,
 )
-from ._common import EXIT_FAILED, EXIT_OK, existing_dir, print_json, stderr_is_tty
+from ..sandbox.runner import BenchmarkResult, ModelUnderTest
+from ..sandbox.setup import open_runner
+from ..sandbox.testdata import write_synthetic_dataset
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    competition_arg,
+    existing_dir,
+    print_json,
+    stderr_is_tty,
+)
 
 __all__ = ["add_source_arguments", "build_source", "register", "source_settings"]
 
@@ -189,4 +200,110 @@ def _print_digest(digest: RepoDigest, *, as_json: bool) -> None:
         print(f"  {sha}  {path}")
 
 
-_SUBCOMMANDS: tuple[Callable[[SubParsers], None], ...] = (_register_check,)
+# -- model verify ------------------------------------------------------------------------------
+
+
+def _register_verify(msub: SubParsers) -> None:
+    v = msub.add_parser(
+        "verify",
+        help="check, build, run and benchmark a model in the sandbox, as a validator would",
+        description=(
+            "Check the repository rules, build the image, run it locked down, send it a generated "
+            "dataset, score the output; print per-step timings and metrics, or which step failed "
+            "and why. Exit 0 only when every step passed. Needs a container engine "
+            "(DOCKER_HOST, or `make podman`)."
+        ),
+    )
+    what = v.add_mutually_exclusive_group(required=True)
+    what.add_argument("--path", type=existing_dir, metavar="DIR", help="a local model directory")
+    what.add_argument("--repo", metavar="NS/NAME", help="a model repository to fetch")
+    v.add_argument("--revision", metavar="REV", help="the full 40-character commit id (--repo)")
+    v.add_argument("--competition", type=competition_arg, required=True, metavar="C")
+    v.add_argument("--count", type=int, default=4, metavar="N", help="dataset files (default 4)")
+    v.add_argument("--seed", type=int, default=0, metavar="S")
+    v.add_argument("--json", action="store_true", help="print one JSON object")
+    add_source_arguments(v)
+    v.set_defaults(handler=run_verify, parser=v)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args.parser
+    if args.repo is not None and args.revision is None:
+        parser.error("--repo needs --revision")
+    if args.count < 1 or args.count > 1000:
+        parser.error("--count must be between 1 and 1000")
+    settings, token = source_settings(args, parser)
+    sandbox = load_validator_settings(args.config)[0].sandbox if args.config else SandboxSettings()
+    if os.geteuid() != 0 and sandbox.firewall == "iptables":
+        # rootless Podman: networks live in the user's network namespace, iptables needs root
+        sandbox = sandbox.model_copy(update={"firewall": "off"})
+    sandbox = sandbox.model_copy(update={"owner": f"verify-{os.getpid()}"})
+    try:
+        result = asyncio.run(_verify(args, settings, token, sandbox))
+    except ModelSourceError as exc:
+        _print_rejection(exc, as_json=args.json)
+        return EXIT_FAILED
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        _print_result(result)
+    return EXIT_OK if result.passed else EXIT_FAILED
+
+
+async def _verify(
+    args: argparse.Namespace,
+    settings: ModelSourceSettings,
+    token: SecretStr | None,
+    sandbox: SandboxSettings,
+) -> BenchmarkResult:
+    with tempfile.TemporaryDirectory(prefix="soundsright-verify-") as tmp_name:
+        tmp = Path(tmp_name)
+        if args.path is not None:
+            path = args.path.resolve()
+            digest = await inspect_repo(path, limits_of(settings))
+            label = str(path)
+        else:
+            ref = ModelRef.parse(args.repo, args.revision)
+            fetched = await fetch_model(
+                build_source(settings, token), ref, tmp / "model", limits_of(settings)
+            )
+            path, digest, label = fetched.path, fetched.digest, str(ref)
+        dataset = await asyncio.to_thread(
+            write_synthetic_dataset,
+            tmp / "data",
+            args.competition,
+            count=args.count,
+            seed=args.seed,
+        )
+        model = ModelUnderTest(label, path, digest.content_hash, args.competition)
+        async with (
+            ScoringPool(workers=min(4, default_workers())) as pool,
+            open_runner(sandbox, pool=pool, work_dir=tmp / "work") as runner,
+        ):
+            return await runner.benchmark(model, dataset)
+
+
+def _print_result(result: BenchmarkResult) -> None:
+    print(f"model: {result.model}")
+    print(f"competition: {result.competition}")
+    print(f"content hash: {result.content_hash}")
+    for step in result.steps:
+        mark = "ok" if step.ok else f"FAILED ({step.reason}): {step.detail}"
+        print(f"  {step.step:<9} {step.seconds:8.2f} s  {mark}")
+    if result.metrics is not None:
+        for metric, r in result.metrics.metrics.items():
+            print(f"  {metric.value:<6} {r.average:.4f}")
+    failed = result.failed
+    if failed is not None:
+        print(f"FAILED at step {failed.step}: {failed.reason}: {failed.detail}")
+        if failed.step == "build" and result.build_log:
+            print("build log (tail):")
+            print(result.build_log[-3000:])
+        elif result.container_log:
+            print("container log (tail):")
+            print(result.container_log[-3000:])
+    else:
+        print("PASSED")
+
+
+_SUBCOMMANDS: tuple[Callable[[SubParsers], None], ...] = (_register_check, _register_verify)

@@ -1,0 +1,349 @@
+"""The benchmark runner: build → start → status → prepare → upload → enhance → download → reset
+→ output names → score, for one model, with a timing and (on failure) a reason for every step.
+
+Concurrency: at most ``max_concurrent_builds`` builds at once across engines; each engine has a
+fixed set of run slots (one per GPU, or ``run_slots`` without GPUs) and a model holds a slot only
+while its container runs. Scoring happens after the slot is released, so when several
+``benchmark`` calls run together (``benchmark_many``), one model is scored while the next runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ..audio.metrics import DatasetScore
+from ..audio.pool import ScoringPool
+from ..competitions import Competition
+from .client import ClientLimits, ModelClient, StepFailed, StepTimeouts
+from .engine import (
+    BuildFailed,
+    BuildRequest,
+    ContainerEngine,
+    GpuRequest,
+    RunningModel,
+    RunRequest,
+    StartFailed,
+    image_tag,
+    project_labels,
+)
+
+__all__ = ["BenchmarkResult", "BenchmarkRunner", "DatasetDirs", "ModelUnderTest", "StepResult"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelUnderTest:
+    """A checked model tree (``fetch_model`` / ``inspect_repo`` already ran on it)."""
+
+    label: str
+    path: Path
+    content_hash: str
+    competition: Competition
+    hotkey: str = "local"
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetDirs:
+    """``clean/`` references and ``degraded/`` inputs with the same ``*.wav`` names."""
+
+    clean: Path
+    degraded: Path
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    step: str
+    seconds: float
+    ok: bool
+    reason: str = ""
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class BenchmarkResult:
+    model: str
+    competition: str
+    hotkey: str
+    content_hash: str
+    engine: str = ""
+    image_id: str = ""
+    steps: list[StepResult] = field(default_factory=list)
+    build_log: str = ""
+    container_log: str = ""
+    metrics: DatasetScore | None = None
+
+    @property
+    def failed(self) -> StepResult | None:
+        return next((s for s in self.steps if not s.ok), None)
+
+    @property
+    def passed(self) -> bool:
+        return self.failed is None and self.metrics is not None
+
+    def timings(self) -> dict[str, float]:
+        return {s.step: round(s.seconds, 3) for s in self.steps}
+
+    def to_dict(self) -> dict[str, Any]:
+        failed = self.failed
+        return {
+            "model": self.model,
+            "competition": self.competition,
+            "hotkey": self.hotkey,
+            "content_hash": self.content_hash,
+            "engine": self.engine,
+            "image_id": self.image_id,
+            "passed": self.passed,
+            "failed_step": failed.step if failed else None,
+            "reason": failed.reason if failed else None,
+            "detail": failed.detail if failed else None,
+            "steps": [
+                {"step": s.step, "seconds": round(s.seconds, 3), "ok": s.ok, "reason": s.reason}
+                for s in self.steps
+            ],
+            "metrics": self.metrics.to_dict() if self.metrics is not None else None,
+            "build_log": self.build_log,
+            "container_log": self.container_log,
+        }
+
+
+class _Failed(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    build_timeout_s: float = 900.0
+    max_concurrent_builds: int = 2
+    timeouts: StepTimeouts = field(default_factory=StepTimeouts)
+    enhance_factor_48k: float = 1.75
+    client: ClientLimits = field(default_factory=ClientLimits)
+    owner: str = "validator"
+    keep_images: bool = False
+
+
+@dataclass(slots=True)
+class _EngineState:
+    engine: ContainerEngine
+    slots: asyncio.Queue[GpuRequest | None]
+    assigned: int = 0
+
+
+class BenchmarkRunner:
+    """Benchmarks models on one or more engines. ``engines`` pairs each (opened) engine with
+    its run slots: a ``GpuRequest`` per GPU, or ``None`` per CPU-only slot."""
+
+    def __init__(
+        self,
+        *,
+        engines: Sequence[tuple[ContainerEngine, Sequence[GpuRequest | None]]],
+        pool: ScoringPool,
+        work_dir: Path,
+        config: RunnerConfig | None = None,
+    ) -> None:
+        if not engines:
+            raise ValueError("at least one engine is needed")
+        self._engines: list[_EngineState] = []
+        for engine, slots in engines:
+            if not slots:
+                raise ValueError(f"engine {engine.name} has no run slots")
+            queue: asyncio.Queue[GpuRequest | None] = asyncio.Queue()
+            for slot in slots:
+                queue.put_nowait(slot)
+            self._engines.append(_EngineState(engine, queue))
+        self._pool = pool
+        self._work = work_dir
+        self.config = config or RunnerConfig()
+        self._builds = asyncio.Semaphore(self.config.max_concurrent_builds)
+
+    async def benchmark_many(
+        self, models: Sequence[ModelUnderTest], dataset: DatasetDirs
+    ) -> list[BenchmarkResult]:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(self.benchmark(m, dataset)) for m in models]
+        return [t.result() for t in tasks]
+
+    async def benchmark(self, model: ModelUnderTest, dataset: DatasetDirs) -> BenchmarkResult:
+        state = min(self._engines, key=lambda e: e.assigned)
+        state.assigned += 1
+        result = BenchmarkResult(
+            model=model.label,
+            competition=model.competition.name,
+            hotkey=model.hotkey,
+            content_hash=model.content_hash,
+            engine=state.engine.name,
+        )
+        out = self._work / f"{model.competition.name.lower()}-{uuid.uuid4().hex[:12]}"
+        tag = f"{image_tag(model.competition.name, model.hotkey, model.content_hash)}"
+        tag += f"-{uuid.uuid4().hex[:6]}"
+        log.info("benchmark.started", model=model.label, engine=state.engine.name)
+        try:
+            await self._build(state.engine, model, tag, result)
+            enhanced = await self._run(state, model, dataset, out, result)
+            metrics = await self._timed(
+                result,
+                "score",
+                lambda: self._pool.score(
+                    model.competition, dataset.clean, enhanced, dataset.degraded
+                ),
+            )
+            result.metrics = metrics
+        except _Failed:
+            pass
+        finally:
+            state.assigned -= 1
+            if result.image_id and not self.config.keep_images:
+                await asyncio.shield(state.engine.remove_image(tag))
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, out, True))
+        failed = result.failed
+        log.info(
+            "benchmark.finished",
+            model=model.label,
+            passed=result.passed,
+            failed_step=failed.step if failed else None,
+            reason=failed.reason if failed else None,
+            timings=result.timings(),
+        )
+        return result
+
+    async def _timed(
+        self, result: BenchmarkResult, step: str, fn: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        start = time.monotonic()
+        try:
+            value = await fn()
+        except StepFailed as exc:
+            result.steps.append(
+                StepResult(step, time.monotonic() - start, False, exc.reason, exc.detail)
+            )
+            raise _Failed from None
+        except (BuildFailed, StartFailed) as exc:
+            result.steps.append(
+                StepResult(step, time.monotonic() - start, False, exc.reason, exc.detail)
+            )
+            raise _Failed from None
+        result.steps.append(StepResult(step, time.monotonic() - start, True))
+        return value
+
+    async def _build(
+        self, engine: ContainerEngine, model: ModelUnderTest, tag: str, result: BenchmarkResult
+    ) -> None:
+        labels = project_labels(
+            self.config.owner, competition=model.competition.name, hotkey=model.hotkey
+        )
+        request = BuildRequest(model.path, tag, labels, self.config.build_timeout_s)
+
+        async def build() -> None:
+            async with self._builds:
+                try:
+                    built = await engine.build(request)
+                except BuildFailed as exc:
+                    result.build_log = exc.log
+                    raise
+            result.image_id, result.build_log = built.image_id, built.log
+
+        await self._timed(result, "build", build)
+
+    async def _run(
+        self,
+        state: _EngineState,
+        model: ModelUnderTest,
+        dataset: DatasetDirs,
+        out: Path,
+        result: BenchmarkResult,
+    ) -> Path:
+        inputs = await asyncio.to_thread(_wavs, dataset.degraded)
+        timeouts = self.config.timeouts.for_rate(
+            model.competition.sample_rate, self.config.enhance_factor_48k
+        )
+        gpu = await state.slots.get()
+        running: RunningModel | None = None
+        try:
+            labels = project_labels(
+                self.config.owner, competition=model.competition.name, hotkey=model.hotkey
+            )
+
+            async def start() -> RunningModel:
+                return await state.engine.start(RunRequest(result.image_id, labels, gpu))
+
+            running = await self._timed(result, "start", start)
+            assert running is not None
+            await asyncio.to_thread(out.mkdir, parents=True)
+            async with ModelClient(
+                running.base_url, timeouts=timeouts, limits=self.config.client
+            ) as client:
+                steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+                    ("status", client.wait_ready),
+                    ("prepare", client.prepare),
+                    ("upload", lambda: client.upload([dataset.degraded / n for n in inputs])),
+                    ("enhance", client.enhance),
+                    ("download", lambda: client.download(out, inputs=len(inputs))),
+                    ("reset", client.reset),
+                ]
+                for name, fn in steps:
+                    try:
+                        await self._timed(result, name, fn)
+                    except _Failed:
+                        await self._explain(state.engine, running, result)
+                        raise
+            await self._timed(result, "outputs", lambda: _check_outputs(out, inputs))
+            return out
+        finally:
+            if running is not None:
+                await asyncio.shield(self._teardown(state.engine, running, result))
+            state.slots.put_nowait(gpu)
+
+    async def _explain(
+        self, engine: ContainerEngine, running: RunningModel, result: BenchmarkResult
+    ) -> None:
+        """A step failed: if the container is gone, say so (exit code, OOM) in the reason."""
+        st = await engine.state(running)
+        if st.running:
+            return
+        last = result.steps[-1]
+        reason = "oom_killed" if st.oom_killed else "container_exited"
+        result.steps[-1] = StepResult(
+            last.step,
+            last.seconds,
+            False,
+            reason,
+            f"{st.describe()} ({last.reason}: {last.detail})",
+        )
+
+    async def _teardown(
+        self, engine: ContainerEngine, running: RunningModel, result: BenchmarkResult
+    ) -> None:
+        result.container_log = await engine.logs(running)
+        await engine.stop(running)
+
+
+def _wavs(directory: Path) -> list[str]:
+    names = sorted(e.name for e in os.scandir(directory) if e.name.endswith(".wav") and e.is_file())
+    if not names:
+        raise ValueError(f"no *.wav inputs in {directory}")
+    return names
+
+
+async def _check_outputs(out: Path, inputs: Sequence[str]) -> None:
+    """The name-set gate (models.md §5.1): the top-level ``*.wav`` names equal the inputs."""
+    got = set(await asyncio.to_thread(_wavs_or_empty, out))
+    want = set(inputs)
+    if got != want:
+        missing, extra = sorted(want - got), sorted(got - want)
+        raise StepFailed(
+            "outputs", "wrong_outputs", f"missing {missing[:10]}, unexpected {extra[:10]}"
+        )
+
+
+def _wavs_or_empty(directory: Path) -> list[str]:
+    return [e.name for e in os.scandir(directory) if e.name.endswith(".wav") and e.is_file()]

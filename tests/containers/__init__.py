@@ -1,0 +1,1 @@
+"""Helpers for the tests that run real Podman containers (see ``engine_url``)."""
