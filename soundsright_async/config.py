@@ -13,6 +13,7 @@ variable ``NAME``, from the file named by ``NAME_FILE``, or from the systemd cre
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -40,8 +41,12 @@ __all__ = [
     "DatasetSettings",
     "EngineSettings",
     "LoggingSettings",
+    "MinerFeedbackSettings",
+    "MinerHealthSettings",
     "MinerModelSettings",
+    "MinerServerSettings",
     "MinerSettings",
+    "MinerUpkeepSettings",
     "ModelSourceSettings",
     "SandboxSettings",
     "ScoringSettings",
@@ -330,8 +335,107 @@ class ValidatorSettings(_NodeSettings):
     sandbox: SandboxSettings = SandboxSettings()
 
 
+def _ip(v: str, *, allow_unspecified: bool) -> str:
+    try:
+        addr = ipaddress.ip_address(v)
+    except ValueError:
+        raise ValueError(f"must be an IPv4 or IPv6 address, not {v!r}") from None
+    if addr.is_unspecified and not allow_unspecified:
+        raise ValueError(f"must be a routable address, not the unspecified {v!r}")
+    return str(addr)
+
+
+class MinerServerSettings(_Section):
+    """The signed HTTP server validators call (``/v3/model``, ``/v3/feedback``)."""
+
+    host: str = "0.0.0.0"
+    """Listen address (``0.0.0.0`` / ``::`` for all interfaces)."""
+    port: int = Field(default=6001, ge=0, le=65535)
+    """Listen port; 0 picks a free port (tests)."""
+    external_ip: str | None = None
+    """The ip published on chain; defaults to ``host`` unless that is ``0.0.0.0``/``::``."""
+    external_port: int | None = Field(default=None, ge=1, le=65535)
+    """The port published on chain; defaults to the port the server is bound to."""
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    """Deadline of one request's handler (storing Feedback included)."""
+    shutdown_timeout_s: float = Field(default=10.0, gt=0)
+    """On SIGTERM/SIGINT: how long in-flight requests may take to finish."""
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        return _ip(v, allow_unspecified=True)
+
+    @field_validator("external_ip")
+    @classmethod
+    def _external_ip(cls, v: str | None) -> str | None:
+        return None if v is None else _ip(v, allow_unspecified=False)
+
+    def published_ip(self) -> str | None:
+        """The ip to publish, or None when it must be configured (``host`` is unspecified)."""
+        if self.external_ip is not None:
+            return self.external_ip
+        return None if ipaddress.ip_address(self.host).is_unspecified else self.host
+
+
+class MinerHealthSettings(_Section):
+    """Local, unauthenticated ``GET /healthz`` and ``GET /metrics`` (Prometheus text)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=6000, ge=0, le=65535)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        return _ip(v, allow_unspecified=True)
+
+
+class MinerUpkeepSettings(_Section):
+    """Intervals of the miner's chain tasks and their back-off after failures."""
+
+    metagraph_interval_s: float = Field(default=120.0, gt=0)
+    """How often the metagraph (who may call us) is re-read."""
+    commitment_interval_s: float = Field(default=600.0, gt=0)
+    """How often our commitment on chain is compared with the configured model."""
+    endpoint_interval_s: float = Field(default=600.0, gt=0)
+    """Longest wait between two checks of our published endpoint."""
+    retry_backoff_s: float = Field(default=5.0, gt=0)
+    """First wait after a failed chain call or a refused write; doubles per failure."""
+    retry_backoff_max_s: float = Field(default=300.0, gt=0)
+    rate_limit_wait_s: float = Field(default=600.0, gt=0)
+    """Wait after the chain answers a write with a rate limit."""
+    restart_backoff_s: float = Field(default=1.0, gt=0)
+    """First wait before restarting a crashed task; doubles per crash."""
+    restart_backoff_max_s: float = Field(default=60.0, gt=0)
+
+
+class MinerFeedbackSettings(_Section):
+    """``feedback.jsonl`` in the data dir: append-only, fsync'd, rotated by size."""
+
+    max_file_bytes: int = Field(default=16 * 1024 * 1024, ge=4096)
+    """Rotate ``feedback.jsonl`` to ``feedback.jsonl.1`` when an append would pass this size."""
+    keep_files: int = Field(default=5, ge=0, le=1000)
+    """Rotated files kept (``feedback.jsonl.1`` .. ``.N``); older ones are deleted."""
+
+
 class MinerSettings(_NodeSettings):
     model: MinerModelSettings
+    server: MinerServerSettings = MinerServerSettings()
+    health: MinerHealthSettings = MinerHealthSettings()
+    upkeep: MinerUpkeepSettings = MinerUpkeepSettings()
+    feedback: MinerFeedbackSettings = MinerFeedbackSettings()
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _one_model(cls, v: Any) -> Any:
+        one = "a miner serves exactly one model; run one miner (hotkey) per competition"
+        if isinstance(v, list):
+            raise ValueError(f"{len(v)} [[model]] entries: {one}")
+        if isinstance(v, Mapping) and isinstance(v.get("competition"), list):
+            raise ValueError(f"competition lists {len(v['competition'])} competitions: {one}")
+        return v
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,15 +118,16 @@ def test_config_check(
     )
 
 
-def test_daemon_entry_points_say_they_only_check_config(
+def test_validator_entry_point_says_it_only_checks_config_and_miner_checks_its_own(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ELEVENLABS_API_KEY", raising=False)
     assert validator_main(["--config", str(ROOT / "config/validator.toml")]) == 0
     out = capsys.readouterr().out
     assert "daemon is not implemented yet" in out
-    assert miner_main(["--config", str(ROOT / "config/miner.toml"), "--json"]) == 0
-    assert orjson.loads(capsys.readouterr().out)["daemon"] == "not implemented"
+    # the miner is a real daemon: the shipped config deliberately lacks the public address
+    assert miner_main(["--config", str(ROOT / "config/miner.toml"), "--check"]) == 2
+    assert "server.external_ip: required" in capsys.readouterr().err
     bad = tmp_path / "v.toml"
     bad.write_text("[dataset]\nspeech = 'elevenlabs'\n")
     assert validator_main(["--config", str(bad)]) == 2

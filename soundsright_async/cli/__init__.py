@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from .. import __version__
 from .._exceptions import ConfigError, InputError, SoundsrightError
 from ..logs import configure_logging
-from . import commitment, config_cmd, dataset, judge, localnet, model, score, wallet
+from . import commitment, config_cmd, dataset, feedback, judge, localnet, model, score, wallet
 from ._common import EXIT_FAILED, EXIT_USAGE
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (score, config_cmd, judge, dataset, model, commitment, wallet, localnet)
+_COMMANDS = (score, config_cmd, judge, dataset, model, commitment, wallet, localnet, feedback)
 
 
 def build_parser() -> argparse.ArgumentParser:

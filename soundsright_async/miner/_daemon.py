@@ -1,0 +1,257 @@
+"""The miner daemon: one event loop, one root task group of cooperating tasks.
+
+``Miner(settings, hotkey=..., chain=...).run()`` starts, in one ``asyncio.TaskGroup``:
+
+* the signed HTTP server and the local health server (started with readiness: the daemon is
+  READY, for systemd too, once both are bound);
+* metagraph sync, commitment upkeep and endpoint upkeep (``_upkeep.every``: back-off on chain
+  errors and refused writes, never a spin);
+* the systemd watchdog pinger when ``WatchdogSec=`` is set.
+
+Each task runs under ``_tasks.supervise``: a crash is logged and the task restarted with back-off.
+``stop()`` (SIGTERM/SIGINT when ``handle_signals``) cancels the group: the servers stop accepting
+and let in-flight requests finish within ``server.shutdown_timeout_s``. The caller owns the
+chain client and closes it afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import structlog
+
+from ..chain import Chain
+from ..config import MinerSettings
+from ..protocol import commitment_hash
+from ..wallet import Hotkey
+from ._commitment import check_commitment
+from ._endpoint import EndpointUpkeep
+from ._http import health_app, serve_app, signed_app
+from ._notify import SdNotifier
+from ._state import MinerState
+from ._sync import sync_metagraph
+from ._tasks import Backoff, TaskStatus, start, supervise
+from ._upkeep import every
+from .feedback import FeedbackStore
+
+__all__ = ["Miner"]
+
+log = structlog.get_logger(__name__)
+
+
+class _Stop(Exception):
+    """Raised inside the root group to cancel it (the clean way to end a TaskGroup)."""
+
+
+class Miner:
+    def __init__(
+        self,
+        settings: MinerSettings,
+        *,
+        hotkey: Hotkey,
+        chain: Chain,
+        notifier: SdNotifier | None = None,
+        handle_signals: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if settings.server.published_ip() is None:
+            raise ValueError("server.external_ip is required when server.host is unspecified")
+        self.settings = settings
+        self.chain = chain
+        self.notifier = notifier or SdNotifier(None)
+        self.handle_signals = handle_signals
+        m = settings.model
+        self.state = MinerState(
+            hotkey=hotkey.ss58_address,
+            competition=m.competition,
+            namespace=m.namespace,
+            name=m.name,
+            revision=m.revision,
+            commitment_wanted=commitment_hash(
+                namespace=m.namespace,
+                name=m.name,
+                revision=m.revision,
+                hotkey=hotkey.ss58_address,
+                competition=m.competition,
+            ),
+            clock=clock,
+        )
+        self.store = FeedbackStore(
+            settings.data_dir,
+            max_file_bytes=settings.feedback.max_file_bytes,
+            keep_files=settings.feedback.keep_files,
+        )
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask the daemon to shut down (idempotent, safe from a signal handler)."""
+        if not self._stop.is_set():
+            log.info("miner.stopping")
+        self._stop.set()
+
+    def _restart_backoff(self) -> Backoff:
+        u = self.settings.upkeep
+        return Backoff(u.restart_backoff_s, u.restart_backoff_max_s)
+
+    def _retry_backoff(self) -> Backoff:
+        u = self.settings.upkeep
+        return Backoff(u.retry_backoff_s, u.retry_backoff_max_s)
+
+    async def _supervised(
+        self, tg: asyncio.TaskGroup, name: str, fn: Callable[[TaskStatus], Awaitable[None]]
+    ) -> Any:
+        return await start(
+            tg,
+            lambda status: supervise(
+                name,
+                fn,
+                status,
+                backoff=self._restart_backoff(),
+                on_crash=self.state.task_crashed,
+                on_run=self.state.task_running,
+            ),
+            name=name,
+        )
+
+    def _loop(
+        self, name: str, step: Callable[[], Awaitable[float | None]], interval: float, **kw: Any
+    ) -> Callable[[TaskStatus], Awaitable[None]]:
+        async def run(status: TaskStatus) -> None:
+            status.started()
+            await every(
+                name,
+                step,
+                interval=interval,
+                backoff=self._retry_backoff(),
+                state=self.state,
+                **kw,
+            )
+
+        return run
+
+    async def run(self) -> None:
+        s, state = self.settings, self.state
+        log.info(
+            "miner.starting",
+            hotkey=state.hotkey,
+            netuid=s.netuid,
+            network=s.chain.network,
+            competition=state.competition,
+            model=f"{state.namespace}/{state.name}",
+            revision=state.revision,
+            commitment=state.commitment_wanted,
+        )
+        try:
+            with self._signals():
+                async with asyncio.TaskGroup() as tg:
+                    await self._start_all(tg)
+                    await self._stop.wait()
+                    raise _Stop
+        except* _Stop:
+            pass
+        finally:
+            self.notifier.stopping()
+            self.notifier.close()
+        log.info("miner.stopped")
+
+    async def _start_all(self, tg: asyncio.TaskGroup) -> None:
+        s, state, u = self.settings, self.state, self.settings.upkeep
+
+        async def http(status: TaskStatus) -> None:
+            await serve_app(
+                status,
+                app=signed_app(s, state, self.store),
+                host=s.server.host,
+                port=s.server.port if state.http_address is None else state.http_address[1],
+                shutdown_timeout_s=s.server.shutdown_timeout_s,
+                name="http",
+            )
+
+        state.http_address = await self._supervised(tg, "http", http)
+        if s.health.enabled:
+
+            async def health(status: TaskStatus) -> None:
+                await serve_app(
+                    status,
+                    app=health_app(state, stale_after_s=3 * u.metagraph_interval_s + 60),
+                    host=s.health.host,
+                    port=s.health.port if not state.health_address else state.health_address[1],
+                    shutdown_timeout_s=2.0,
+                    name="health",
+                )
+
+            state.health_address = await self._supervised(tg, "health", health)
+
+        async def sync_step() -> float | None:
+            await sync_metagraph(self.chain, state)
+            return None
+
+        async def commit_step() -> float | None:
+            return await check_commitment(
+                self.chain,
+                state,
+                rate_limit_wait_s=u.rate_limit_wait_s,
+                confirm_after_s=min(u.commitment_interval_s, u.retry_backoff_s),
+            )
+
+        ip = s.server.published_ip()
+        assert ip is not None  # checked in __init__
+        endpoint = EndpointUpkeep(
+            self.chain,
+            state,
+            ip=ip,
+            port=s.server.external_port or state.http_address[1],
+            rate_limit_wait_s=u.rate_limit_wait_s,
+        )
+        loops = {
+            "metagraph": self._loop("metagraph", sync_step, u.metagraph_interval_s),
+            "commitment": self._loop("commitment", commit_step, u.commitment_interval_s),
+        }
+        for name, fn in loops.items():
+            await self._supervised(tg, name, fn)
+        await self._supervised(
+            tg,
+            "endpoint",
+            self._loop("endpoint", endpoint.step, u.endpoint_interval_s, wait=endpoint.wait),
+        )
+        if (ping := self.notifier.watchdog_interval_s) is not None:
+            tg.create_task(self._watchdog(ping), name="watchdog")
+        self.notifier.ready(
+            f"serving {state.competition} {state.namespace}/{state.name}@{state.revision[:12]} "
+            f"on {state.http_address[0]}:{state.http_address[1]}"
+        )
+        self.ready.set()
+        log.info(
+            "miner.ready",
+            http=":".join(map(str, state.http_address)),
+            health=None
+            if state.health_address is None
+            else ":".join(map(str, state.health_address)),
+            endpoint=endpoint.wanted,
+        )
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        if not self.handle_signals:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        sigs = (signal.SIGTERM, signal.SIGINT)
+        for sig in sigs:
+            loop.add_signal_handler(sig, self.stop)
+        try:
+            yield
+        finally:
+            for sig in sigs:
+                loop.remove_signal_handler(sig)

@@ -1,0 +1,110 @@
+"""Start-up checks that turn into one-line config errors (exit 2), and the daemon's outer shell.
+
+``prepare`` loads the config, then checks what the loader cannot: the wallet's hotkey, the
+published address, the localnet file and a writable data dir. ``run_daemon`` opens the chain,
+runs the ``Miner`` and closes the chain within a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from .._exceptions import ConfigError
+from ..chain import open_chain
+from ..chain._values import format_endpoint
+from ..config import MinerSettings, load_miner_settings
+from ..protocol import commitment_hash
+from ..wallet import Hotkey, WalletError, load_hotkey_from
+from ._daemon import Miner
+from ._notify import SdNotifier
+
+__all__ = ["MinerSetup", "prepare", "run_daemon"]
+
+log = structlog.get_logger(__name__)
+CHAIN_CLOSE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class MinerSetup:
+    config: Path
+    settings: MinerSettings
+    hotkey: Hotkey
+    commitment: str
+    endpoint: str
+    """``ip:port`` to publish (``port`` is the listen port when it is 0 until bound)."""
+
+
+def prepare(config: Path) -> MinerSetup:
+    """Everything the daemon needs before it starts; ``ConfigError`` (one line) otherwise."""
+    settings = load_miner_settings(config)
+    file = str(config)
+    srv = settings.server
+    ip = srv.published_ip()
+    if ip is None:
+        raise ConfigError(
+            f"required when server.host is {srv.host}: the address validators reach this "
+            "miner at (it is published on chain)",
+            file=file,
+            key="server.external_ip",
+        )
+    port = srv.external_port or srv.port
+    endpoint = format_endpoint(ip, port) if port else f"{ip}:<bound port>"
+    chain = settings.chain
+    path = chain.localnet_path
+    if chain.network == "localnet" and path is not None and not path.is_file():
+        raise ConfigError(
+            f"no localnet file at {path} (create it with `soundsright localnet init`)",
+            file=file,
+            key="chain.localnet_path",
+        )
+    try:
+        hotkey = load_hotkey_from(settings.wallet)
+    except WalletError as exc:
+        raise ConfigError(str(exc), file=file, key="wallet") from None
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create {settings.data_dir}: {exc.strerror}", file=file, key="data_dir"
+        ) from None
+    if not os.access(settings.data_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"{settings.data_dir} is not writable", file=file, key="data_dir")
+    m = settings.model
+    commitment = commitment_hash(
+        namespace=m.namespace,
+        name=m.name,
+        revision=m.revision,
+        hotkey=hotkey.ss58_address,
+        competition=m.competition,
+    )
+    return MinerSetup(config, settings, hotkey, commitment, endpoint)
+
+
+async def run_daemon(setup: MinerSetup, *, env: Mapping[str, str]) -> None:
+    """Run until SIGTERM/SIGINT, then close the chain client (time-boxed)."""
+    s = setup.settings
+    chain = open_chain(s.chain, netuid=s.netuid, hotkey=setup.hotkey)
+    try:
+        miner = Miner(
+            s,
+            hotkey=setup.hotkey,
+            chain=chain,
+            notifier=SdNotifier.from_env(env),
+            handle_signals=True,
+        )
+        await miner.run()
+    finally:
+        close = asyncio.ensure_future(chain.aclose())
+        try:
+            async with asyncio.timeout(CHAIN_CLOSE_TIMEOUT_S):
+                await asyncio.shield(close)
+        except TimeoutError:
+            log.warning("chain.close_timeout", timeout_s=CHAIN_CLOSE_TIMEOUT_S)
+        else:
+            log.info("chain.closed")

@@ -1,0 +1,75 @@
+"""What the miner's tasks know and report: one mutable ``MinerState`` shared in one event loop.
+
+Tasks write their latest outcome here; ``/healthz`` and ``/metrics`` only read it. Times are wall
+clock seconds (``clock()``), None until the event first happens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..net import MetagraphCache
+from ._tasks import Changes
+
+__all__ = ["MinerState"]
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass
+class MinerState:
+    hotkey: str
+    competition: str
+    namespace: str
+    name: str
+    revision: str
+    commitment_wanted: str
+    """The 64-hex commitment of the configured model."""
+    clock: Callable[[], float] = time.time
+    started_at: float = 0.0
+    metagraph: MetagraphCache = field(default_factory=MetagraphCache)
+    synced: Changes = field(default_factory=Changes)
+    """Bumped after every successful metagraph sync."""
+    last_sync: float | None = None
+    sync_block: int | None = None
+    uid: int | None = None
+    registered: bool | None = None
+    commitment_ok: bool | None = None
+    commitment_block: int | None = None
+    """The block our current commitment landed in (what validators compare to seed blocks)."""
+    last_commitment_check: float | None = None
+    last_commit: float | None = None
+    endpoint_wanted: str | None = None
+    endpoint_ok: bool | None = None
+    last_endpoint_check: float | None = None
+    last_serve: float | None = None
+    last_feedback: float | None = None
+    http_address: tuple[str, int] | None = None
+    health_address: tuple[str, int] | None = None
+    tasks: dict[str, str] = field(default_factory=dict)
+    """Task name -> ``running`` / ``restarting``."""
+    counters: Counter[tuple[str, Labels]] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        if not self.started_at:
+            self.started_at = self.clock()
+
+    def now(self) -> float:
+        return self.clock()
+
+    def count(self, metric: str, n: int = 1, **labels: str) -> None:
+        """Add ``n`` to the counter ``metric`` with ``labels``."""
+        self.counters[(metric, tuple(sorted(labels.items())))] += n
+
+    def counter(self, metric: str, **labels: str) -> int:
+        return self.counters[(metric, tuple(sorted(labels.items())))]
+
+    def task_running(self, name: str) -> None:
+        self.tasks[name] = "running"
+
+    def task_crashed(self, name: str) -> None:
+        self.tasks[name] = "restarting"
+        self.count("task_restarts_total", task=name)
