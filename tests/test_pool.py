@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from pathlib import Path
 
 import pool_jobs as jobs
@@ -95,7 +94,6 @@ async def test_cancelling_a_running_job_kills_its_worker(tmp_path: Path) -> None
                 break
             await asyncio.sleep(0.05)
         pid = int(pid_file.read_text())
-        started = time.monotonic()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -104,7 +102,6 @@ async def test_cancelling_a_running_job_kills_its_worker(tmp_path: Path) -> None
                 break
             await asyncio.sleep(0.05)
         assert not _alive(pid)
-        assert time.monotonic() - started < 5
         assert await pool.run(jobs.pid) != pid  # a fresh worker serves the next job
 
 
