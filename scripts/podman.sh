@@ -88,7 +88,9 @@ else
     fi
     rm -f "$SOCK"
     say "starting podman system service on $SOCK (log: $LOG)"
-    nohup podman system service --time=0 "unix://$SOCK" >"$LOG" 2>&1 </dev/null &
+    # Start from / : conmon needs the service's working directory to exist for as long as the
+    # service runs, and the caller's (a CI clone, a temp dir) may be deleted under it.
+    (cd / && exec nohup podman system service --time=0 "unix://$SOCK" >"$LOG" 2>&1 </dev/null) &
     echo $! >"$PIDFILE"
     for _ in $(seq 1 100); do
         ping && break
