@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest bench clean podman base-image
+.PHONY: install test lint typecheck pytest bench clean podman base-image demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,5 +41,13 @@ podman:
 
 # The offline base image the example models build FROM (mmdebstrap + podman import; kept if
 # it exists, FORCE=1 rebuilds).
-base-image: podman
+base-image: podman $(STAMP)
 	@scripts/base-image.sh
+
+# The main job available today: benchmark the three example models exactly as a validator does
+# (offline dataset, locked-down Podman containers, scoring) on the embedded defaults.
+demo: base-image
+	@export $$(scripts/podman.sh) && \
+	$(BIN)/soundsright model verify --path examples/models/passthrough --competition DENOISING_16000HZ && \
+	$(BIN)/soundsright model verify --path examples/models/spectral-gate --competition DENOISING_16000HZ && \
+	$(BIN)/soundsright model verify --path examples/models/dereverb --competition DEREVERBERATION_16000HZ

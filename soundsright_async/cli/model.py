@@ -21,6 +21,7 @@ from typing import Any, TypeAlias
 from pydantic import SecretStr, ValidationError
 from rich.console import Console
 
+from ..audio.dataset import DatasetSpec, generate_dataset
 from ..audio.pool import ScoringPool, default_workers
 from ..config import ModelSourceSettings, SandboxSettings, load_validator_settings, resolve_secret
 from ..sandbox import (
@@ -34,9 +35,8 @@ from ..sandbox import (
     fetch_model,
     inspect_repo,
 )
-from ..sandbox.runner import BenchmarkResult, ModelUnderTest
+from ..sandbox.runner import BenchmarkResult, DatasetDirs, ModelUnderTest
 from ..sandbox.setup import open_runner
-from ..sandbox.testdata import write_synthetic_dataset
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -232,6 +232,8 @@ def run_verify(args: argparse.Namespace) -> int:
         parser.error("--repo needs --revision")
     if args.count < 1 or args.count > 1000:
         parser.error("--count must be between 1 and 1000")
+    if args.seed < 0:
+        parser.error("--seed must be >= 0")
     settings, token = source_settings(args, parser)
     sandbox = load_validator_settings(args.config)[0].sandbox if args.config else SandboxSettings()
     if os.geteuid() != 0 and sandbox.firewall == "iptables":
@@ -268,19 +270,13 @@ async def _verify(
                 build_source(settings, token), ref, tmp / "model", limits_of(settings)
             )
             path, digest, label = fetched.path, fetched.digest, str(ref)
-        dataset = await asyncio.to_thread(
-            write_synthetic_dataset,
-            tmp / "data",
-            args.competition,
-            count=args.count,
-            seed=args.seed,
-        )
         model = ModelUnderTest(label, path, digest.content_hash, args.competition)
-        async with (
-            ScoringPool(workers=min(4, default_workers())) as pool,
-            open_runner(sandbox, pool=pool, work_dir=tmp / "work") as runner,
-        ):
-            return await runner.benchmark(model, dataset)
+        async with ScoringPool(workers=min(4, default_workers())) as pool:
+            # the validator's offline dataset: espeak-ng speech, synthetic noise or rooms
+            spec = DatasetSpec(args.competition, count=args.count, seed=args.seed, out=tmp / "data")
+            dataset = DatasetDirs.of(await generate_dataset(spec, pool=pool))
+            async with open_runner(sandbox, pool=pool, work_dir=tmp / "work") as runner:
+                return await runner.benchmark(model, dataset)
 
 
 def _print_result(result: BenchmarkResult) -> None:

@@ -209,10 +209,11 @@ class ModelClient:
             raise StepFailed("enhance", "bad_response", f"status is {data.get('status')!r}")
 
     async def download(self, dest: Path, *, inputs: int) -> list[str]:
-        """Download the zip to ``dest/enhanced.zip``, check it and extract into ``dest``."""
+        """Download the zip to ``dest/.enhanced.zip``, check it and extract into ``dest``.
+        The archive is removed whatever happens (a cut-off download included)."""
         archive = dest / ".enhanced.zip"
-        await self._step("download", self.timeouts.download, self._fetch_zip(archive))
         try:
+            await self._step("download", self.timeouts.download, self._fetch_zip(archive))
             return await asyncio.to_thread(
                 extract_zip,
                 archive,
@@ -223,7 +224,7 @@ class ModelClient:
         except UnsafeZip as exc:
             raise StepFailed("download", exc.reason, str(exc)) from None
         finally:
-            await asyncio.to_thread(archive.unlink, missing_ok=True)
+            await asyncio.shield(asyncio.to_thread(archive.unlink, missing_ok=True))
 
     async def _fetch_zip(self, archive: Path) -> None:
         cap = self.limits.max_download_bytes

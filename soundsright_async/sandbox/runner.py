@@ -17,12 +17,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
+from .._exceptions import ScoringError, WorkerCrashedError
 from ..audio.metrics import DatasetScore
-from ..audio.pool import ScoringPool
 from ..competitions import Competition
 from .client import ClientLimits, ModelClient, StepFailed, StepTimeouts
 from .engine import (
@@ -37,9 +37,28 @@ from .engine import (
     project_labels,
 )
 
-__all__ = ["BenchmarkResult", "BenchmarkRunner", "DatasetDirs", "ModelUnderTest", "StepResult"]
+if TYPE_CHECKING:
+    from ..audio.dataset import Dataset
+
+__all__ = [
+    "BenchmarkResult",
+    "BenchmarkRunner",
+    "DatasetDirs",
+    "ModelUnderTest",
+    "RunnerConfig",
+    "Scorer",
+    "StepResult",
+]
 
 log = structlog.get_logger(__name__)
+
+
+class Scorer(Protocol):
+    """What the runner needs to score an enhanced directory: ``audio.pool.ScoringPool``."""
+
+    async def score(
+        self, competition: Competition, clean: Path, enhanced: Path, degraded: Path, /
+    ) -> DatasetScore: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +78,11 @@ class DatasetDirs:
 
     clean: Path
     degraded: Path
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> DatasetDirs:
+        """The directories of a generated dataset (``audio.dataset.generate_dataset``)."""
+        return cls(clean=dataset.clean_dir, degraded=dataset.degraded_dir)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +171,7 @@ class BenchmarkRunner:
         self,
         *,
         engines: Sequence[tuple[ContainerEngine, Sequence[GpuRequest | None]]],
-        pool: ScoringPool,
+        pool: Scorer,
         work_dir: Path,
         config: RunnerConfig | None = None,
     ) -> None:
@@ -231,6 +255,14 @@ class BenchmarkRunner:
             result.steps.append(
                 StepResult(step, time.monotonic() - start, False, exc.reason, exc.detail)
             )
+            raise _Failed from None
+        except ScoringError as exc:
+            # Scoring this model's outputs failed (a pool worker died on them, or a reference
+            # file is unusable): a failed step of this model, never an error that cancels the
+            # other models of a benchmark_many batch.
+            reason = "scoring_crashed" if isinstance(exc, WorkerCrashedError) else "scoring_error"
+            result.steps.append(StepResult(step, time.monotonic() - start, False, reason, str(exc)))
+            log.error("benchmark.scoring_failed", model=result.model, reason=reason, error=str(exc))
             raise _Failed from None
         result.steps.append(StepResult(step, time.monotonic() - start, True))
         return value

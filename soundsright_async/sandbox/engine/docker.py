@@ -12,16 +12,25 @@ import asyncio
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiodocker
 import aiohttp
 import structlog
 from aiodocker.exceptions import DockerError
 
-from .base import BuildRequest, BuiltImage, ContainerState, RunningModel, RunRequest, SweepReport
+from .base import (
+    BuildRequest,
+    BuiltImage,
+    ContainerEngine,
+    ContainerState,
+    RunningModel,
+    RunRequest,
+    SweepReport,
+)
 from .context import write_context_tar
 from .errors import BuildFailed, EngineError, StartFailed
 from .firewall import BridgeFirewall
@@ -43,6 +52,7 @@ __all__ = ["DockerEngine"]
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 _LINE_CAP = 1 << 20
+_REAP_POLL_S = 1.0
 
 
 class _Tail:
@@ -81,6 +91,7 @@ class DockerEngine:
         build_log_bytes: int = 64 * 1024,
         max_context_bytes: int = 20 * 1024**3,
         api_timeout_s: float = 60.0,
+        reap_grace_s: float = 3600.0,
     ) -> None:
         if firewall is not None and firewall.prefix != bridge_prefix:
             raise ValueError("the firewall must cover the engine's bridge prefix")
@@ -95,8 +106,10 @@ class DockerEngine:
         self._build_log_bytes = build_log_bytes
         self._max_context = max_context_bytes
         self._api_timeout_s = api_timeout_s
+        self._reap_grace_s = reap_grace_s
         self._docker: aiodocker.Docker | None = None
         self._networks: dict[str, str] = {}  # container id -> network name
+        self._reapers: set[asyncio.Task[None]] = set()
 
     @property
     def name(self) -> str:
@@ -150,6 +163,10 @@ class DockerEngine:
         )
 
     async def aclose(self) -> None:
+        for task in list(self._reapers):
+            task.cancel()
+        if self._reapers:
+            await asyncio.gather(*self._reapers, return_exceptions=True)
         try:
             if self._firewall is not None:
                 await self._firewall.remove()
@@ -179,7 +196,7 @@ class DockerEngine:
                 async with asyncio.timeout(request.timeout_s):
                     await self._stream_build(request, tar, tail)
             except TimeoutError:
-                await self.remove_image(request.tag)
+                self._reap_abandoned(request.tag)
                 raise BuildFailed(
                     "build_timeout",
                     f"the build did not finish within {request.timeout_s:g} s",
@@ -189,6 +206,32 @@ class DockerEngine:
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, tmp, True))
         info = await self._call("image inspect", self._api.images.inspect(request.tag))
         return BuiltImage(image_id=str(info["Id"]), tag=request.tag, log=tail.text())
+
+    def _reap_abandoned(self, tag: str) -> None:
+        """A build past its deadline: closing the request does not stop it (Podman 4.3 goes
+        on building and then tags and labels the image), so watch for the tag and remove the
+        image as soon as it appears, for up to ``reap_grace_s``. The engine owns these tasks;
+        ``aclose`` cancels them (the next start-up sweep removes what a late build left)."""
+        task = asyncio.create_task(self._reap(tag), name=f"reap {tag}")
+        self._reapers.add(task)
+        task.add_done_callback(self._reapers.discard)
+
+    async def _reap(self, tag: str) -> None:
+        deadline = time.monotonic() + self._reap_grace_s
+        while time.monotonic() < deadline:
+            try:
+                await self._call("image inspect", self._api.images.inspect(tag))
+            except DockerError as exc:
+                if exc.status != 404:
+                    log.warning("sandbox.image.reap_failed", image=tag, error=str(exc.message))
+            except EngineError as exc:
+                log.warning("sandbox.image.reap_failed", image=tag, error=str(exc))
+            else:
+                await self.remove_image(tag)
+                log.info("sandbox.image.reaped", image=tag)
+                return
+            await asyncio.sleep(_REAP_POLL_S)
+        log.warning("sandbox.image.reap_gave_up", image=tag, after_s=self._reap_grace_s)
 
     async def _stream_build(self, request: BuildRequest, tar: Path, tail: _Tail) -> None:
         params = {
@@ -412,3 +455,9 @@ def _parse(line: bytes) -> dict[str, Any] | None:
     except ValueError:
         return {"stream": line.decode("utf-8", "replace") + "\n"}
     return msg if isinstance(msg, dict) else None
+
+
+if TYPE_CHECKING:
+
+    def _is_an_engine(engine: DockerEngine) -> ContainerEngine:
+        return engine  # mypy checks the adapter against the seam

@@ -2,8 +2,14 @@
 
 ``behaviour(image_tag)`` decides what "running" an image means: it returns the ``base_url`` of a
 model server the test started (e.g. an aiohttp app on 127.0.0.1), or raises ``StartFailed``.
-``build_errors`` maps a tag to the ``BuildFailed`` its build raises; ``build_delay_s`` and
-``calls`` let tests check concurrency and order.
+``build_errors`` maps a tag to the ``BuildFailed`` its build raises; a build takes
+``build_delays[tag]`` (default ``build_delay_s``) and fails with ``build_timeout`` when that is
+over its deadline. ``calls`` records the order of operations and ``peak`` the most builds /
+containers alive at once.
+
+It keeps the contract of ``DockerEngine`` (``tests/test_sandbox_contract.py`` runs the same
+suite against both): starting an image that was not built raises ``StartFailed``, ``stop`` and
+``remove_image`` are idempotent, ``sweep`` removes everything and reports it.
 """
 
 from __future__ import annotations
@@ -11,10 +17,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .base import BuildRequest, BuiltImage, ContainerState, RunningModel, RunRequest, SweepReport
-from .errors import BuildFailed
+from .base import (
+    BuildRequest,
+    BuiltImage,
+    ContainerEngine,
+    ContainerState,
+    RunningModel,
+    RunRequest,
+    SweepReport,
+)
+from .errors import BuildFailed, StartFailed
 
 __all__ = ["FakeEngine"]
 
@@ -27,16 +42,24 @@ class FakeEngine:
         name: str = "fake",
         build_errors: Mapping[str, BuildFailed] | None = None,
         build_delay_s: float = 0.0,
+        build_delays: Mapping[str, float] | None = None,
     ) -> None:
         self._behaviour = behaviour
         self._name = name
         self._build_errors = dict(build_errors or {})
         self._build_delay_s = build_delay_s
+        self._build_delays = dict(build_delays or {})
         self._ids = itertools.count(1)
         self.images: dict[str, str] = {}
         self.running: dict[str, RunningModel] = {}
         self.calls: list[tuple[str, str]] = []
         self.opened = False
+        self.live = {"builds": 0, "containers": 0}
+        self.peak = {"builds": 0, "containers": 0}
+
+    def _enter(self, kind: str) -> None:
+        self.live[kind] += 1
+        self.peak[kind] = max(self.peak[kind], self.live[kind])
 
     @property
     def name(self) -> str:
@@ -50,8 +73,18 @@ class FakeEngine:
 
     async def build(self, request: BuildRequest) -> BuiltImage:
         self.calls.append(("build", request.tag))
-        if self._build_delay_s:
-            await asyncio.sleep(self._build_delay_s)
+        self._enter("builds")
+        try:
+            delay = self._build_delays.get(request.tag, self._build_delay_s)
+            if delay > request.timeout_s:
+                await asyncio.sleep(request.timeout_s)
+                raise BuildFailed(
+                    "build_timeout", f"the build did not finish within {request.timeout_s:g} s"
+                )
+            if delay:
+                await asyncio.sleep(delay)
+        finally:
+            self.live["builds"] -= 1
         if request.tag in self._build_errors:
             raise self._build_errors[request.tag]
         image_id = f"sha256:{next(self._ids):064x}"
@@ -59,25 +92,31 @@ class FakeEngine:
         return BuiltImage(image_id=image_id, tag=request.tag, log="built (fake)\n")
 
     async def start(self, request: RunRequest) -> RunningModel:
-        tag = next((t for t, i in self.images.items() if request.image in (t, i)), request.image)
-        self.calls.append(("start", tag))
+        tag = next((t for t, i in self.images.items() if request.image in (t, i)), None)
+        self.calls.append(("start", tag or request.image))
+        if tag is None:
+            raise StartFailed(f"no such image: {request.image}")
         url = urlsplit(self._behaviour(tag))
         cid = f"fake-{next(self._ids)}"
         model = RunningModel(
             container_id=cid, network_id=f"net-{cid}", ip=url.hostname or "", port=url.port or 80
         )
         self.running[cid] = model
+        self._enter("containers")
         return model
 
     async def state(self, model: RunningModel) -> ContainerState:
-        return ContainerState(running=model.container_id in self.running)
+        if model.container_id in self.running:
+            return ContainerState(running=True)
+        return ContainerState(running=False, error="no such container")
 
     async def logs(self, model: RunningModel) -> str:
         return ""
 
     async def stop(self, model: RunningModel) -> None:
         self.calls.append(("stop", model.container_id))
-        self.running.pop(model.container_id, None)
+        if self.running.pop(model.container_id, None) is not None:
+            self.live["containers"] -= 1
 
     async def remove_image(self, image: str) -> None:
         self.calls.append(("remove_image", image))
@@ -86,5 +125,12 @@ class FakeEngine:
     async def sweep(self) -> SweepReport:
         report = SweepReport(containers=list(self.running), images=list(self.images.values()))
         self.running.clear()
+        self.live["containers"] = 0
         self.images.clear()
         return report
+
+
+if TYPE_CHECKING:
+
+    def _is_an_engine(fake: FakeEngine) -> ContainerEngine:
+        return fake  # mypy checks the fake against the seam
