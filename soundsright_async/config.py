@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -58,7 +59,13 @@ __all__ = [
     "resolve_secret",
 ]
 
-FilePath = Annotated[Path, Strict(False)]
+
+def _expand(p: Path) -> Path:
+    return Path(os.path.expandvars(str(p))).expanduser()
+
+
+# A path from the TOML file: a string is accepted, and ~ and $VARS are expanded.
+FilePath = Annotated[Path, Strict(False), AfterValidator(_expand)]
 _SECRET_KEY = re.compile(r"(api_?key|token|password|passphrase|secret)$", re.IGNORECASE)
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _NAMED_NETWORKS = ("finney", "test", "local", "localnet")
@@ -66,10 +73,6 @@ _NAMED_NETWORKS = ("finney", "test", "local", "localnet")
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True)
-
-
-def _expand(p: Path) -> Path:
-    return Path(os.path.expandvars(str(p))).expanduser()
 
 
 class LoggingSettings(_Section):
@@ -100,11 +103,6 @@ class ChainSettings(_Section):
             return v
         raise ValueError(f"must be one of {', '.join(_NAMED_NETWORKS)} or a ws:// URL, not {v!r}")
 
-    @field_validator("localnet_path")
-    @classmethod
-    def _path(cls, v: Path | None) -> Path | None:
-        return _expand(v) if v is not None else None
-
     @model_validator(mode="after")
     def _localnet_needs_path(self) -> ChainSettings:
         if self.network == "localnet" and self.localnet_path is None:
@@ -116,11 +114,6 @@ class WalletSettings(_Section):
     name: str = "default"
     hotkey: str = "default"
     path: FilePath = Path("~/.bittensor/wallets")
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, v: Path) -> Path:
-        return _expand(v)
 
 
 class ScoringSettings(_Section):
@@ -321,11 +314,6 @@ class _NodeSettings(_Section):
     chain: ChainSettings = ChainSettings()
     wallet: WalletSettings = WalletSettings()
     logging: LoggingSettings = LoggingSettings()
-
-    @field_validator("data_dir")
-    @classmethod
-    def _data_dir(cls, v: Path) -> Path:
-        return _expand(v)
 
 
 class ValidatorSettings(_NodeSettings):

@@ -15,7 +15,13 @@ from ..audio.dataset.factory import build_sources
 from ..audio.dataset.generate import Dataset, DatasetSpec, ProgressCallback, generate_dataset
 from ..audio.pool import ScoringPool
 from ..competitions import Competition, Task
-from ..config import DatasetSettings, Secrets, load_validator_settings, resolve_secret
+from ..config import (
+    DatasetSettings,
+    Secrets,
+    ValidatorSettings,
+    load_validator_settings,
+    resolve_secret,
+)
 from ._common import EXIT_OK, competition_arg, print_json, progress_bar, stderr_is_tty
 
 __all__ = ["register"]
@@ -85,7 +91,8 @@ def _settings(args: argparse.Namespace) -> tuple[DatasetSettings, Secrets, Path]
         validator, secrets = load_validator_settings(args.config)
         settings, data_dir = validator.dataset, validator.data_dir
     else:
-        settings, data_dir = DatasetSettings(), Path("~/.soundsright").expanduser()
+        defaults = ValidatorSettings()  # one source for the default data dir
+        settings, data_dir = defaults.dataset, defaults.data_dir
         secrets = Secrets(elevenlabs_api_key=resolve_secret("ELEVENLABS_API_KEY", os.environ))
     overrides = {
         k: getattr(args, k) for k in ("speech", "noise", "rir") if getattr(args, k) is not None
