@@ -7,15 +7,14 @@ import os
 import socket
 from pathlib import Path
 
+import anyio
 import orjson
 import pytest
 
 from soundsright_async.cli import main as cli_main
-from soundsright_async.miner import SdNotifier
 from soundsright_async.miner.__main__ import main as miner_main
 from soundsright_async.miner._metrics import prometheus_text
 from soundsright_async.miner._state import MinerState
-from soundsright_async.miner._tasks import Backoff, TaskStatus, start, supervise
 from soundsright_async.miner.feedback import (
     FeedbackRecord,
     FeedbackStore,
@@ -23,6 +22,7 @@ from soundsright_async.miner.feedback import (
     summarize,
 )
 from soundsright_async.protocol import FeedbackRequest, MetricStats, MinerResult, Winner
+from soundsright_async.runtime import Backoff, SdNotifier, TaskStatus, supervise
 from soundsright_async.wallet import create_wallet
 
 REV = "6bab4cf9116d72c1bc4f8e857e7cd5c40795a882"
@@ -56,19 +56,25 @@ async def test_supervise_restarts_after_ready_but_not_before() -> None:
         raise OSError("address already in use")
 
     async def daemon() -> None:
-        async with asyncio.TaskGroup() as tg:
-            value = await start(
-                tg,
-                lambda st: supervise(
-                    "flaky", flaky, st, backoff=Backoff(0.01, 0.02), on_crash=crashed.append
+        async with anyio.create_task_group() as tg:
+            value = await tg.start(
+                lambda task_status: supervise(
+                    "flaky",
+                    flaky,
+                    backoff=Backoff(0.01, 0.02),
+                    on_crash=crashed.append,
+                    task_status=task_status,
                 ),
                 name="flaky",
             )
             assert value == "ready"
             await third.wait()
             assert crashed == ["flaky", "flaky"]
-            await start(
-                tg, lambda st: supervise("broken", broken, st, backoff=Backoff(1, 1)), name="b"
+            await tg.start(
+                lambda task_status: supervise(
+                    "broken", broken, backoff=Backoff(1, 1), task_status=task_status
+                ),
+                name="b",
             )
 
     with pytest.raises(ExceptionGroup) as info:

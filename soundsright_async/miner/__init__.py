@@ -3,8 +3,8 @@ signed ``/v3/model`` and ``/v3/feedback`` requests and stores their Feedback (do
 
 from __future__ import annotations
 
+from ..runtime import SdNotifier
 from ._daemon import Miner
-from ._notify import SdNotifier
 from ._state import MinerState
 from .feedback import FeedbackRecord, FeedbackStore, read_records, summarize
 

@@ -11,8 +11,8 @@ import structlog
 
 from ..chain import Chain, WriteStatus
 from ..protocol import commitment_payload, parse_commitment
+from ..runtime import RetryLater
 from ._state import MinerState
-from ._upkeep import RetryLater
 
 __all__ = ["check_commitment"]
 

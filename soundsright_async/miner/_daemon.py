@@ -1,14 +1,14 @@
 """The miner daemon: one event loop, one root task group of cooperating tasks.
 
-``Miner(settings, hotkey=..., chain=...).run()`` starts, in one ``asyncio.TaskGroup``:
+``Miner(settings, hotkey=..., chain=...).run()`` starts, in one anyio task group:
 
 * the signed HTTP server and the local health server (started with readiness: the daemon is
   READY, for systemd too, once both are bound);
-* metagraph sync, commitment upkeep and endpoint upkeep (``_upkeep.every``: back-off on chain
+* metagraph sync, commitment upkeep and endpoint upkeep (``runtime.every``: back-off on chain
   errors and refused writes, never a spin);
 * the systemd watchdog pinger when ``WatchdogSec=`` is set.
 
-Each task runs under ``_tasks.supervise``: a crash is logged and the task restarted with back-off.
+Each task runs under ``runtime.supervise``: a crash is logged and the task restarted with back-off.
 ``stop()`` (SIGTERM/SIGINT when ``handle_signals``) cancels the group: the servers stop accepting
 and let in-flight requests finish within ``server.shutdown_timeout_s``. The caller owns the
 chain client and closes it afterwards.
@@ -17,35 +17,38 @@ chain client and closes it afterwards.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import structlog
+from anyio.abc import TaskGroup
 
-from ..chain import Chain
+from ..chain import Chain, ChainError
 from ..config import MinerSettings
 from ..protocol import commitment_hash
+from ..runtime import (
+    Backoff,
+    SdNotifier,
+    TaskStatus,
+    every,
+    ping_watchdog,
+    serve_app,
+    stop_on_signals,
+    supervise,
+)
 from ..wallet import Hotkey
 from ._commitment import check_commitment
 from ._endpoint import EndpointUpkeep
-from ._http import health_app, serve_app, signed_app
-from ._notify import SdNotifier
+from ._http import health_app, signed_app
 from ._state import MinerState
 from ._sync import sync_metagraph
-from ._tasks import Backoff, TaskStatus, start, supervise
-from ._upkeep import every
 from .feedback import FeedbackStore
 
 __all__ = ["Miner"]
 
 log = structlog.get_logger(__name__)
-
-
-class _Stop(Exception):
-    """Raised inside the root group to cancel it (the clean way to end a TaskGroup)."""
 
 
 class Miner:
@@ -104,17 +107,16 @@ class Miner:
         return Backoff(u.retry_backoff_s, u.retry_backoff_max_s)
 
     async def _supervised(
-        self, tg: asyncio.TaskGroup, name: str, fn: Callable[[TaskStatus], Awaitable[None]]
+        self, tg: TaskGroup, name: str, fn: Callable[[TaskStatus], Awaitable[None]]
     ) -> Any:
-        return await start(
-            tg,
-            lambda status: supervise(
+        return await tg.start(
+            lambda task_status: supervise(
                 name,
                 fn,
-                status,
                 backoff=self._restart_backoff(),
                 on_crash=self.state.task_crashed,
                 on_run=self.state.task_running,
+                task_status=task_status,
             ),
             name=name,
         )
@@ -129,11 +131,18 @@ class Miner:
                 step,
                 interval=interval,
                 backoff=self._retry_backoff(),
-                state=self.state,
+                retry_on=(ChainError,),
+                on_success=self.state.task_running,
+                on_retry=self._step_failed,
                 **kw,
             )
 
         return run
+
+    def _step_failed(self, name: str, exc: Exception) -> None:
+        self.state.task_running(name)
+        if isinstance(exc, ChainError):
+            self.state.count("chain_errors_total", task=name)
 
     async def run(self) -> None:
         s, state = self.settings, self.state
@@ -148,19 +157,18 @@ class Miner:
             commitment=state.commitment_wanted,
         )
         try:
-            with self._signals():
-                async with asyncio.TaskGroup() as tg:
-                    await self._start_all(tg)
-                    await self._stop.wait()
-                    raise _Stop
-        except* _Stop:
-            pass
+            async with anyio.create_task_group() as tg:
+                if self.handle_signals:
+                    await tg.start(stop_on_signals, self.stop, name="signals")
+                await self._start_all(tg)
+                await self._stop.wait()
+                tg.cancel_scope.cancel()
         finally:
             self.notifier.stopping()
             self.notifier.close()
         log.info("miner.stopped")
 
-    async def _start_all(self, tg: asyncio.TaskGroup) -> None:
+    async def _start_all(self, tg: TaskGroup) -> None:
         s, state, u = self.settings, self.state, self.settings.upkeep
 
         async def http(status: TaskStatus) -> None:
@@ -221,7 +229,7 @@ class Miner:
             self._loop("endpoint", endpoint.step, u.endpoint_interval_s, wait=endpoint.wait),
         )
         if (ping := self.notifier.watchdog_interval_s) is not None:
-            tg.create_task(self._watchdog(ping), name="watchdog")
+            tg.start_soon(ping_watchdog, self.notifier, ping, name="watchdog")
         self.notifier.ready(
             f"serving {state.competition} {state.namespace}/{state.name}@{state.revision[:12]} "
             f"on {state.http_address[0]}:{state.http_address[1]}"
@@ -235,23 +243,3 @@ class Miner:
             else ":".join(map(str, state.health_address)),
             endpoint=endpoint.wanted,
         )
-
-    async def _watchdog(self, interval: float) -> None:
-        while True:
-            self.notifier.watchdog()
-            await asyncio.sleep(interval)
-
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        if not self.handle_signals:
-            yield
-            return
-        loop = asyncio.get_running_loop()
-        sigs = (signal.SIGTERM, signal.SIGINT)
-        for sig in sigs:
-            loop.add_signal_handler(sig, self.stop)
-        try:
-            yield
-        finally:
-            for sig in sigs:
-                loop.remove_signal_handler(sig)

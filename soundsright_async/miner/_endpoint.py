@@ -11,8 +11,8 @@ import structlog
 
 from ..chain import Chain, WriteStatus
 from ..chain._values import format_endpoint
+from ..runtime import RetryLater
 from ._state import MinerState
-from ._upkeep import RetryLater
 
 __all__ = ["EndpointUpkeep"]
 

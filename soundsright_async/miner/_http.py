@@ -5,14 +5,12 @@
   logs its headline numbers. Both need a validator permit and ``chain.min_validator_stake``.
 * The local server (127.0.0.1 by default, no auth): ``GET /healthz`` and ``GET /metrics``.
 
-``serve_app`` binds a server, reports the bound address through the task status and serves until
-cancelled; then it stops accepting and lets in-flight requests finish within the shutdown timeout.
+Both are served by ``runtime.serve_app``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,10 +30,9 @@ from ..protocol import (
 )
 from ._metrics import health_report, prometheus_text
 from ._state import MinerState
-from ._tasks import TaskStatus
 from .feedback import FeedbackRecord, FeedbackStore, headline
 
-__all__ = ["health_app", "serve_app", "signed_app"]
+__all__ = ["health_app", "signed_app"]
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -129,32 +126,3 @@ def health_app(state: MinerState, *, stale_after_s: float) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app
-
-
-async def serve_app(
-    status: TaskStatus,
-    *,
-    app: web.Application,
-    host: str,
-    port: int,
-    shutdown_timeout_s: float,
-    name: str,
-) -> None:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout_s)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound = runner.addresses[0]
-        address = (str(bound[0]), int(bound[1]))
-        log.info(f"{name}.listening", host=address[0], port=address[1])
-        status.started(address)
-        await asyncio.Event().wait()  # serve until cancelled
-    finally:
-        # Stop accepting, let in-flight requests finish (aiohttp waits up to the shutdown
-        # timeout), shielded so a second cancellation cannot leave the socket half-closed.
-        cleanup = asyncio.ensure_future(runner.cleanup())
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            async with asyncio.timeout(shutdown_timeout_s + 2.0):
-                await asyncio.shield(cleanup)
-        log.info(f"{name}.stopped")

@@ -7,12 +7,12 @@ runs the ``Miner`` and closes the chain within a deadline.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import structlog
 
 from .._exceptions import ConfigError
@@ -20,9 +20,9 @@ from ..chain import open_chain
 from ..chain._values import format_endpoint
 from ..config import MinerSettings, load_miner_settings
 from ..protocol import commitment_hash
+from ..runtime import SdNotifier
 from ..wallet import Hotkey, WalletError, load_hotkey_from
 from ._daemon import Miner
-from ._notify import SdNotifier
 
 __all__ = ["MinerSetup", "prepare", "run_daemon"]
 
@@ -100,11 +100,9 @@ async def run_daemon(setup: MinerSetup, *, env: Mapping[str, str]) -> None:
         )
         await miner.run()
     finally:
-        close = asyncio.ensure_future(chain.aclose())
-        try:
-            async with asyncio.timeout(CHAIN_CLOSE_TIMEOUT_S):
-                await asyncio.shield(close)
-        except TimeoutError:
+        with anyio.move_on_after(CHAIN_CLOSE_TIMEOUT_S, shield=True) as scope:
+            await chain.aclose()
+        if scope.cancelled_caught:
             log.warning("chain.close_timeout", timeout_s=CHAIN_CLOSE_TIMEOUT_S)
         else:
             log.info("chain.closed")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..net import MetagraphCache
-from ._tasks import Changes
+from ..runtime import Changes
 
 __all__ = ["MinerState"]
 

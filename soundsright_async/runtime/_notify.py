@@ -14,9 +14,10 @@ import os
 import socket
 from collections.abc import Mapping
 
+import anyio
 import structlog
 
-__all__ = ["SdNotifier"]
+__all__ = ["SdNotifier", "ping_watchdog"]
 
 log = structlog.get_logger(__name__)
 
@@ -86,3 +87,11 @@ class SdNotifier:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+async def ping_watchdog(notifier: SdNotifier, interval_s: float) -> None:
+    """Ping systemd's watchdog from the event loop every ``interval_s`` (a stalled loop misses
+    its pings, so systemd restarts a daemon whose loop is stuck, not only a dead one)."""
+    while True:
+        notifier.watchdog()
+        await anyio.sleep(interval_s)
