@@ -91,7 +91,11 @@ async def test_block_and_metagraph(backend: Backend) -> None:
         assert first.hash.startswith("0x")
         assert await chain.block_time() == 12.0
         backend.advance(3)
-        assert (await chain.block()).number == first.number + 3
+        head = await chain.block()
+        assert head.number == first.number + 3
+        assert await chain.block_hash(first.number) == first.hash
+        assert await chain.block_hash(head.number) == head.hash
+        assert await chain.block_hash(first.number + 1) not in (first.hash, head.hash)
         mg = await chain.metagraph()
     assert mg.netuid == NETUID
     assert len(mg) == 2

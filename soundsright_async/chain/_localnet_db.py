@@ -194,7 +194,16 @@ class LocalnetDB:
     def head(self) -> Block:
         m = self.meta()
         n = max(0, int((self._clock() - m.genesis) // m.block_time))
-        return Block(n, "0x" + hashlib.sha256(f"{m.chain_id}:{n}".encode()).hexdigest())
+        return Block(n, _hash_of(m.chain_id, n))
+
+    def block_hash(self, number: int) -> str:
+        """The hash of a block at or below the head (a function of the chain id and number)."""
+        head = self.head()
+        if not 0 <= number <= head.number:
+            raise ChainError(
+                f"block {number} does not exist yet (head is {head.number})", network="localnet"
+            )
+        return _hash_of(self.meta().chain_id, number)
 
     def _subnet(self, conn: sqlite3.Connection, netuid: int) -> tuple[int, int]:
         row = conn.execute(
@@ -416,3 +425,7 @@ class LocalnetDB:
             "block_time": m.block_time,
             "subnets": subnets,
         }
+
+
+def _hash_of(chain_id: str, number: int) -> str:
+    return "0x" + hashlib.sha256(f"{chain_id}:{number}".encode()).hexdigest()

@@ -29,6 +29,10 @@ class Chain(ABC):
         """The current (head) block."""
 
     @abstractmethod
+    async def block_hash(self, number: int) -> str:
+        """The hash of block ``number`` (``0x``-hex); ``ChainError`` for a block not yet made."""
+
+    @abstractmethod
     async def block_time(self) -> float:
         """Seconds per block."""
 

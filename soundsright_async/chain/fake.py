@@ -93,6 +93,16 @@ class FakeChain(Chain):
         b = self.network.block
         return Block(b, f"0x{b:064x}")
 
+    async def block_hash(self, number: int) -> str:
+        self._next()
+        if not 0 <= number <= self.network.block:
+            raise ChainError(
+                f"block {number} does not exist yet (head is {self.network.block})",
+                network="fake",
+                netuid=self.netuid,
+            )
+        return f"0x{number:064x}"
+
     async def block_time(self) -> float:
         self._next()
         return self.network.block_time

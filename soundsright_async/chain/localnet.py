@@ -78,6 +78,9 @@ class LocalnetChain(Chain):
     async def block(self) -> Block:
         return await self._run(self.db.head)
 
+    async def block_hash(self, number: int) -> str:
+        return await self._run(self.db.block_hash, number)
+
     async def block_time(self) -> float:
         return (await self._run(self.db.meta)).block_time
 

@@ -154,6 +154,15 @@ class SubtensorChain(Chain):
 
         return await self._read("block", go)
 
+    async def block_hash(self, number: int) -> str:
+        async def go(_: bt.Client, substrate: Any) -> str:
+            value = await substrate.block_hash(number)
+            if not value:
+                raise bt.BittensorError(f"block {number} is not known to the node")
+            return str(value)
+
+        return await self._read(f"block hash {number}", go)
+
     async def block_time(self) -> float:
         async def go(client: bt.Client, _: Any) -> float:
             return float(await client.block_time())
