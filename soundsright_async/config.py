@@ -1,9 +1,9 @@
 """TOML configuration into typed, validated, frozen settings.
 
-``load_validator_settings(path)`` / ``load_miner_settings(path)`` read a TOML file and return
-settings, or raise ``ConfigError`` whose message is one line: ``FILE: KEY: PROBLEM``. Unknown keys,
-wrong types (no silent coercion: ``netuid = "105"`` is an error) and missing required keys are all
-errors.
+``load_miner_settings(path)`` (and ``validator.settings.load_validator_settings``) read a TOML
+file and return settings, or raise ``ConfigError`` whose message is one line:
+``FILE: KEY: PROBLEM``. Unknown keys, wrong types (no silent coercion: ``netuid = "105"`` is an
+error) and missing required keys are all errors.
 
 Secrets never come from the TOML file. A key that looks like one (``*api_key``, ``*token``,
 ``*password``, ``*secret``) is refused. Each secret is read, in order, from the environment
@@ -52,10 +52,8 @@ __all__ = [
     "SandboxSettings",
     "ScoringSettings",
     "Secrets",
-    "ValidatorSettings",
     "WalletSettings",
     "load_miner_settings",
-    "load_validator_settings",
     "resolve_secret",
 ]
 
@@ -316,13 +314,6 @@ class _NodeSettings(_Section):
     logging: LoggingSettings = LoggingSettings()
 
 
-class ValidatorSettings(_NodeSettings):
-    scoring: ScoringSettings = ScoringSettings()
-    dataset: DatasetSettings = DatasetSettings()
-    models: ModelSourceSettings = ModelSourceSettings()
-    sandbox: SandboxSettings = SandboxSettings()
-
-
 def _ip(v: str, *, allow_unspecified: bool) -> str:
     try:
         addr = ipaddress.ip_address(v)
@@ -523,29 +514,6 @@ def _load(model: type[S], path: str | os.PathLike[str]) -> S:
     data = _read_toml(p)
     _refuse_secrets(data, str(p))
     return _validate(model, data, str(p))
-
-
-def load_validator_settings(
-    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
-) -> tuple[ValidatorSettings, Secrets]:
-    """Validator settings and secrets; ``speech = "elevenlabs"`` requires its API key."""
-    settings = _load(ValidatorSettings, path)
-    env = os.environ if env is None else env
-    try:
-        secrets = Secrets(
-            elevenlabs_api_key=resolve_secret("ELEVENLABS_API_KEY", env),
-            hf_token=resolve_secret("HF_TOKEN", env),
-        )
-    except ConfigError as exc:
-        raise ConfigError(exc.problem, file=str(path), key=exc.key) from None
-    if settings.dataset.speech == "elevenlabs" and secrets.elevenlabs_api_key is None:
-        raise ConfigError(
-            'speech = "elevenlabs" needs the ELEVENLABS_API_KEY environment variable '
-            "(or ELEVENLABS_API_KEY_FILE, or the systemd credential elevenlabs_api_key)",
-            file=str(path),
-            key="dataset.speech",
-        )
-    return settings, secrets
 
 
 def load_miner_settings(path: str | os.PathLike[str]) -> MinerSettings:

@@ -5,11 +5,8 @@ from pathlib import Path
 import pytest
 
 from soundsright_async import ConfigError
-from soundsright_async.config import (
-    load_miner_settings,
-    load_validator_settings,
-    resolve_secret,
-)
+from soundsright_async.config import load_miner_settings, resolve_secret
+from soundsright_async.validator.settings import load_validator_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 REV = "6bab4cf9116d72c1bc4f8e857e7cd5c40795a882"

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from soundsright_async._exceptions import ConfigError
-from soundsright_async.config import EngineSettings, SandboxSettings, load_validator_settings
+from soundsright_async.config import EngineSettings, SandboxSettings
 from soundsright_async.sandbox.client import ClientLimits, StepTimeouts
 from soundsright_async.sandbox.setup import runner_config
+from soundsright_async.validator.settings import load_validator_settings
 
 SHIPPED = Path(__file__).parent.parent / "config" / "validator.toml"
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from soundsright_async._exceptions import ConfigError, SoundsrightError
-from soundsright_async.config import ModelSourceSettings, load_validator_settings
+from soundsright_async.config import ModelSourceSettings
 from soundsright_async.sandbox import ModelRejected, ModelSourceError, ModelUnavailable
+from soundsright_async.validator.settings import load_validator_settings
 
 
 def load(tmp_path: Path, text: str) -> ModelSourceSettings:

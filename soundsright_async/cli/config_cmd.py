@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import load_miner_settings, load_validator_settings
+from ..config import load_miner_settings
+from ..validator.settings import load_validator_settings
 from ._common import EXIT_OK, print_json
 
 __all__ = ["check_config", "register"]

@@ -15,13 +15,8 @@ from ..audio.dataset.factory import build_sources
 from ..audio.dataset.generate import Dataset, DatasetSpec, ProgressCallback, generate_dataset
 from ..audio.pool import ScoringPool
 from ..competitions import Competition, Task
-from ..config import (
-    DatasetSettings,
-    Secrets,
-    ValidatorSettings,
-    load_validator_settings,
-    resolve_secret,
-)
+from ..config import DatasetSettings, Secrets, resolve_secret
+from ..validator.settings import ValidatorSettings, load_validator_settings
 from ._common import EXIT_OK, competition_arg, print_json, progress_bar, stderr_is_tty
 
 __all__ = ["register"]

@@ -23,7 +23,7 @@ from rich.console import Console
 
 from ..audio.dataset import DatasetSpec, generate_dataset
 from ..audio.pool import ScoringPool, default_workers
-from ..config import ModelSourceSettings, SandboxSettings, load_validator_settings, resolve_secret
+from ..config import ModelSourceSettings, SandboxSettings, resolve_secret
 from ..sandbox import (
     GitSource,
     HuggingFaceSource,
@@ -37,6 +37,7 @@ from ..sandbox import (
 )
 from ..sandbox.runner import BenchmarkResult, DatasetDirs, ModelUnderTest
 from ..sandbox.setup import open_runner
+from ..validator.settings import load_validator_settings
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
