@@ -118,14 +118,17 @@ def test_config_check(
     )
 
 
-def test_validator_entry_point_says_it_only_checks_config_and_miner_checks_its_own(
+def test_daemon_entry_points_check_their_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ELEVENLABS_API_KEY", raising=False)
-    assert validator_main(["--config", str(ROOT / "config/validator.toml")]) == 0
-    out = capsys.readouterr().out
-    assert "daemon is not implemented yet" in out
-    # the miner is a real daemon: the shipped config deliberately lacks the public address
+    monkeypatch.setenv("HOME", str(tmp_path))  # no wallet under ~/.bittensor
+    # both are real daemons: the shipped configs name a wallet this machine does not have
+    assert validator_main(["--config", str(ROOT / "config/validator.toml"), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"soundsright-validator: error: {ROOT / 'config/validator.toml'}: wallet:")
+    assert err.count("\n") == 1
+    # the shipped miner config deliberately lacks the public address
     assert miner_main(["--config", str(ROOT / "config/miner.toml"), "--check"]) == 2
     assert "server.external_ip: required" in capsys.readouterr().err
     bad = tmp_path / "v.toml"

@@ -25,18 +25,15 @@ from ..audio.dataset import DatasetSpec, generate_dataset
 from ..audio.pool import ScoringPool, default_workers
 from ..config import ModelSourceSettings, SandboxSettings, resolve_secret
 from ..sandbox import (
-    GitSource,
-    HuggingFaceSource,
     ModelRef,
     ModelSource,
     ModelSourceError,
     RepoDigest,
-    RepoLimits,
     fetch_model,
     inspect_repo,
 )
 from ..sandbox.runner import BenchmarkResult, DatasetDirs, ModelUnderTest
-from ..sandbox.setup import open_runner
+from ..sandbox.setup import build_source, limits_of, open_runner
 from ..validator.settings import load_validator_settings
 from ._common import (
     EXIT_FAILED,
@@ -98,29 +95,6 @@ def source_settings(
         if 'source = "git" needs git_base_url' in msg:
             msg = "--source git needs --git-base-url (or models.git_base_url in --config)"
         parser.error(msg)
-
-
-def limits_of(settings: ModelSourceSettings) -> RepoLimits:
-    return RepoLimits(
-        max_total_bytes=settings.max_total_bytes,
-        max_files=settings.max_files,
-        max_file_bytes=settings.max_file_bytes,
-    )
-
-
-def build_source(settings: ModelSourceSettings, token: SecretStr | None) -> ModelSource:
-    limits = limits_of(settings)
-    if settings.source == "git":
-        assert settings.git_base_url is not None
-        return GitSource(
-            base_url=settings.git_base_url, limits=limits, timeout_s=settings.download_timeout_s
-        )
-    return HuggingFaceSource(
-        endpoint=settings.hf_endpoint,
-        limits=limits,
-        timeout_s=settings.download_timeout_s,
-        token=token,
-    )
 
 
 # -- model check -------------------------------------------------------------------------------

@@ -8,13 +8,19 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from ..audio.pool import ScoringPool
-from ..config import SandboxSettings
+from ..config import ModelSourceSettings, SandboxSettings
+from ._repo import RepoLimits
+from .base import ModelSource
 from .client import ClientLimits, StepTimeouts
 from .engine import BridgeFirewall, DockerEngine, GpuRequest, SandboxLimits, default_engine_url
+from .git import GitSource
+from .huggingface import HuggingFaceSource
 from .runner import BenchmarkRunner, RunnerConfig
 
-__all__ = ["open_runner", "runner_config"]
+__all__ = ["build_source", "limits_of", "open_runner", "runner_config"]
 
 
 def runner_config(s: SandboxSettings) -> RunnerConfig:
@@ -76,3 +82,26 @@ async def open_runner(
         yield BenchmarkRunner(
             engines=engines, pool=pool, work_dir=work_dir, config=runner_config(s)
         )
+
+
+def limits_of(settings: ModelSourceSettings) -> RepoLimits:
+    return RepoLimits(
+        max_total_bytes=settings.max_total_bytes,
+        max_files=settings.max_files,
+        max_file_bytes=settings.max_file_bytes,
+    )
+
+
+def build_source(settings: ModelSourceSettings, token: SecretStr | None) -> ModelSource:
+    limits = limits_of(settings)
+    if settings.source == "git":
+        assert settings.git_base_url is not None
+        return GitSource(
+            base_url=settings.git_base_url, limits=limits, timeout_s=settings.download_timeout_s
+        )
+    return HuggingFaceSource(
+        endpoint=settings.hf_endpoint,
+        limits=limits,
+        timeout_s=settings.download_timeout_s,
+        token=token,
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from .._exceptions import ConfigError
-from ..competitions import get_competition
+from ..competitions import COMPETITIONS, get_competition
 from ..config import (
     DatasetSettings,
     FilePath,
@@ -53,6 +53,25 @@ class CompetitionSettings(_Section):
     """No new benchmark starts this close to the epoch end."""
     clock_interval_s: float = Field(default=6.0, gt=0)
     """How often the epoch clock reads the head block."""
+    judge_wait_s: float = Field(default=600.0, ge=0)
+    """At the epoch end, how long judging waits for benchmarks still running."""
+    competitions: list[str] = Field(
+        default_factory=lambda: [c.name for c in COMPETITIONS], min_length=1
+    )
+    """The competitions this validator runs (all four by default)."""
+
+    @field_validator("competitions")
+    @classmethod
+    def _competitions(cls, v: list[str]) -> list[str]:
+        names = []
+        for name in v:
+            try:
+                names.append(get_competition(name).name)
+            except (KeyError, ValueError) as exc:
+                raise ValueError(str(exc)) from None
+        if len(set(names)) != len(names):
+            raise ValueError("a competition is listed twice")
+        return [c.name for c in COMPETITIONS if c.name in names]
 
     @model_validator(mode="after")
     def _margin(self) -> CompetitionSettings:

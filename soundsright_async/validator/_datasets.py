@@ -1,0 +1,117 @@
+"""Dataset refresh: the epoch's benchmark datasets, generated in the process pool, atomically.
+
+For the current epoch, each configured competition gets ``DATA_DIR/datasets/epoch-E/<COMP>/``
+(``clean/``, ``degraded/``, ``manifest.json``) from the epoch seed, so a restart finds the same
+files (or regenerates identical ones). The unprocessed input is scored like a model's output and
+stored with the epoch. Then the epoch is ``ready`` and the scheduler starts. The previous epoch's
+datasets are kept until it is judged; older ones are deleted.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import anyio
+import structlog
+
+from ..audio.dataset import DatasetSpec, generate_dataset
+from ..audio.dataset.factory import build_sources
+from ..audio.dataset.manifest import MANIFEST_NAME
+from ..audio.dataset.store import CLEAN_DIR, DEGRADED_DIR
+from ..competitions import get_competition
+from ._context import Services
+
+__all__ = ["refresh_datasets"]
+
+log = structlog.get_logger(__name__)
+
+
+def _complete(path: Path) -> bool:
+    return (path / MANIFEST_NAME).is_file() and (path / CLEAN_DIR).is_dir()
+
+
+def _remove_stale(root: Path, keep: set[str]) -> list[str]:
+    removed: list[str] = []
+    if not root.is_dir():
+        return removed
+    for entry in root.iterdir():
+        if entry.name not in keep:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
+
+
+async def refresh_datasets(svc: Services) -> float | None:
+    """One step: make the current epoch ready if it is not (None: nothing to do)."""
+    state = svc.state
+    epoch = state.epoch
+    if epoch is None:
+        return None
+    root = svc.datasets_dir(epoch.number)
+    paths = {c: root / c for c in state.competitions}
+    complete = await anyio.to_thread.run_sync(lambda: all(_complete(p) for p in paths.values()))
+    if epoch.status == "ready" and complete:
+        return None
+    if epoch.status not in ("open", "ready"):
+        return None
+    s = svc.settings.dataset
+    sources = build_sources(s, svc.secrets, data_dir=svc.data_dir, pool=svc.pool)
+    try:
+        # Leftovers of an interrupted generation (``.NAME.partial-*``) go first.
+        await anyio.to_thread.run_sync(
+            lambda: _remove_stale(root, {c for c, p in paths.items() if _complete(p)})
+        )
+        for name, path in paths.items():
+            if await anyio.to_thread.run_sync(_complete, path):
+                continue
+            comp = get_competition(name)
+            log.info("dataset.generating", epoch=epoch.number, competition=name, seed=epoch.seed)
+            dataset = await generate_dataset(
+                DatasetSpec(comp, count=s.size, seed=epoch.seed, out=path, overwrite=True),
+                pool=svc.pool,
+                sources=sources,
+            )
+            log.info(
+                "dataset.ready",
+                epoch=epoch.number,
+                competition=name,
+                files=len(dataset.manifest.files),
+                seconds=round(sum(dataset.timings.values()), 2) if dataset.timings else None,
+            )
+    finally:
+        with anyio.CancelScope(shield=True):
+            await sources.aclose()
+    unprocessed = await svc.store.unprocessed(epoch.number)
+    for name, path in paths.items():
+        if name in unprocessed:
+            continue
+        score = await svc.pool.score(
+            name, path / CLEAN_DIR, path / DEGRADED_DIR, path / DEGRADED_DIR
+        )
+        await svc.store.save_unprocessed(epoch.number, name, score.to_dict())
+        log.info(
+            "dataset.unprocessed_scored",
+            epoch=epoch.number,
+            competition=name,
+            averages={m.value: round(r.average, 4) for m, r in score.metrics.items()},
+        )
+    await svc.store.set_epoch(
+        epoch.number, status="ready", datasets={c: str(p) for c, p in paths.items()}
+    )
+    state.epoch = await svc.store.epoch(epoch.number)
+    state.epochs.bump()
+    state.work.bump()
+    await _cleanup(svc, epoch.number)
+    return None
+
+
+async def _cleanup(svc: Services, current: int) -> None:
+    """Keep the current epoch's datasets and the previous one's until it is judged."""
+    keep = {f"epoch-{current}"}
+    previous = await svc.store.epoch(current - 1)
+    if previous is not None and previous.status == "ready":
+        keep.add(f"epoch-{current - 1}")
+    removed = await anyio.to_thread.run_sync(_remove_stale, svc.data_dir / "datasets", keep)
+    if removed:
+        log.info("dataset.removed", directories=removed)

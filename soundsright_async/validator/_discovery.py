@@ -1,0 +1,174 @@
+"""Discovery: ask every neuron with an endpoint which model it enters, and accept the answers
+that match their chain commitments made before the epoch started.
+
+One pass sends a signed ``POST /v3/model`` per neuron and competition, all at once up to
+``[discovery] concurrency`` neurons, each call under its own total deadline, so a pass over 256
+neurons with silent ones takes about one deadline (the reference asked one after another). A
+hotkey's rejection is recorded with its reason until it becomes a candidate; a candidate stays a
+candidate for the whole epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anyio
+import structlog
+
+from ..chain import Commitment, Neuron
+from ..competitions import get_competition
+from ..net import PeerError, PeerProtocolError, PeerRejectedError
+from ..protocol import MODEL_PATH, ModelRequest, ModelResponse, parse_commitment
+from ._context import Services
+from ._epochs import acceptance
+from ._store import CandidateRow, EpochRow
+
+__all__ = ["DiscoveryOutcome", "discover"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryOutcome:
+    asked: int
+    accepted: int
+    rejected: int
+
+
+async def discover(svc: Services) -> DiscoveryOutcome:
+    """One pass over the metagraph for the current epoch."""
+    state = svc.state
+    epoch, mg = state.epoch, state.metagraph
+    if epoch is None or mg is None:
+        return DiscoveryOutcome(0, 0, 0)
+    commitments = await svc.chain.commitments()
+    known = {(c.hotkey, c.competition) for c in await svc.store.candidates(epoch.number)}
+    known_hotkeys = {hk for hk, _ in known}
+    targets = [n for n in mg.neurons if n.endpoint and n.hotkey != state.hotkey]
+    limiter = anyio.CapacityLimiter(svc.settings.discovery.concurrency)
+    counts = {"accepted": 0, "rejected": 0}
+
+    async def one(neuron: Neuron) -> None:
+        async with limiter:
+            outcome = await _ask(svc, epoch, neuron, commitments.get(neuron.hotkey), known)
+        if outcome is None:
+            return
+        accepted, reason, competition, detail = outcome
+        if accepted:
+            counts["accepted"] += 1
+            return
+        if neuron.hotkey in known_hotkeys:
+            return  # already a candidate this epoch; a later failure changes nothing
+        counts["rejected"] += 1
+        await svc.store.reject(epoch.number, neuron.hotkey, competition, neuron.uid, reason, detail)
+
+    async with anyio.create_task_group() as tg:
+        for neuron in targets:
+            tg.start_soon(one, neuron)
+    if counts["accepted"]:
+        state.work.bump()
+    log.info(
+        "discovery.pass",
+        epoch=epoch.number,
+        asked=len(targets),
+        accepted=counts["accepted"],
+        rejected=counts["rejected"],
+    )
+    return DiscoveryOutcome(len(targets), counts["accepted"], counts["rejected"])
+
+
+async def _ask(
+    svc: Services,
+    epoch: EpochRow,
+    neuron: Neuron,
+    commitment: Commitment | None,
+    known: set[tuple[str, str]],
+) -> tuple[bool, str, str, str] | None:
+    """``(accepted, reason, competition, detail)`` for one neuron, None when nothing is new."""
+    metrics = svc.state.metrics.discovery
+    if neuron.validator_permit:
+        return False, "validator_permit", "*", "validators are not candidates"
+    assert neuron.endpoint is not None
+    d = svc.settings.discovery
+    answers: dict[str, ModelResponse] = {}
+    errors: list[tuple[str, str]] = []
+
+    async def ask(competition: str) -> None:
+        try:
+            answer = await svc.client.call(
+                neuron.endpoint or "",
+                MODEL_PATH,
+                ModelRequest(competition=competition),
+                ModelResponse,
+                receiver=neuron.hotkey,
+                deadline_s=d.call_timeout_s,
+            )
+        except PeerRejectedError as exc:
+            errors.append(("refused", exc.problem))
+        except PeerProtocolError as exc:
+            errors.append(("bad_answer", exc.problem))
+        except PeerError as exc:
+            errors.append(("unreachable", exc.problem))
+        else:
+            if answer is not None:
+                answers[competition] = answer
+
+    async with anyio.create_task_group() as tg:
+        for competition in svc.state.competitions:
+            tg.start_soon(ask, competition)
+    if not answers:
+        if errors:
+            reason, detail = errors[0]
+            metrics.labels(reason).inc()
+            return False, reason, "*", detail
+        metrics.labels("no_model").inc()
+        return False, "no_model", "*", "no model for the competitions this validator runs"
+    data = None if commitment is None else parse_commitment(commitment.data)
+    block = None if commitment is None else commitment.block
+    result: tuple[bool, str, str, str] | None = None
+    for competition, answer in sorted(answers.items()):
+        if (neuron.hotkey, competition) in known:
+            return None
+        why = acceptance(
+            hotkey=neuron.hotkey,
+            competition=get_competition(competition),
+            namespace=answer.hf_model_namespace,
+            name=answer.hf_model_name,
+            revision=answer.hf_model_revision,
+            commitment=data,
+            commitment_block=block,
+            epoch_start=epoch.start_block,
+        )
+        model = f"{answer.hf_model_namespace}/{answer.hf_model_name}@{answer.hf_model_revision}"
+        if why is not None:
+            metrics.labels(why).inc()
+            detail = model if block is None else f"{model}; commitment block {block}"
+            result = result or (False, why, competition, detail)
+            continue
+        assert block is not None
+        added = await svc.store.add_candidate(
+            CandidateRow(
+                epoch=epoch.number,
+                hotkey=neuron.hotkey,
+                competition=competition,
+                uid=neuron.uid,
+                namespace=answer.hf_model_namespace,
+                name=answer.hf_model_name,
+                revision=answer.hf_model_revision,
+                commitment_block=block,
+                state="accepted",
+            )
+        )
+        if added:
+            metrics.labels("accepted").inc()
+            log.info(
+                "candidate.accepted",
+                epoch=epoch.number,
+                uid=neuron.uid,
+                hotkey=neuron.hotkey,
+                competition=competition,
+                model=model,
+                commitment_block=block,
+            )
+        return True, "", competition, ""
+    return result

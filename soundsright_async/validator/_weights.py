@@ -1,0 +1,67 @@
+"""Weight setting: the latest judged weights, every ``interval_blocks`` and within the chain's
+rate limit. A refused or failed write is retried with back-off and never counted as set; until
+the first judgement none are set; a uid whose hotkey changed since the judgement gets nothing."""
+
+from __future__ import annotations
+
+import orjson
+import structlog
+
+from ..chain import Metagraph
+from ..runtime import RetryLater
+from ._context import Services
+
+__all__ = ["set_weights_step", "weights_for"]
+
+log = structlog.get_logger(__name__)
+
+
+def weights_for(
+    judged_hotkeys: list[str], weights: list[float], metagraph: Metagraph
+) -> dict[int, float]:
+    """uid -> weight for the uids that still hold the hotkey they were judged with."""
+    out: dict[int, float] = {}
+    for uid, (hotkey, w) in enumerate(zip(judged_hotkeys, weights, strict=True)):
+        if w <= 0:
+            continue
+        if uid < len(metagraph) and metagraph.neurons[uid].hotkey == hotkey:
+            out[uid] = float(w)
+    return out
+
+
+async def set_weights_step(svc: Services) -> float | None:
+    state, store = svc.state, svc.store
+    latest = await store.judgement()
+    if latest is None:
+        return None
+    epoch, input_text, output_text = latest
+    head = await svc.chain.block()
+    state.head = head
+    last = await store.last_weights_set()
+    interval = svc.settings.weights.interval_blocks
+    if last is not None and last["epoch"] == epoch and last["block"] is not None:
+        due = int(last["block"]) + interval
+        if head.number < due:
+            block_time = await svc.chain.block_time()
+            return max(1.0, (due - head.number) * block_time)
+    mg = await svc.chain.metagraph()
+    state.metagraph = mg
+    weights = weights_for(
+        orjson.loads(input_text)["hotkeys"], orjson.loads(output_text)["weights"], mg
+    )
+    if not weights:
+        await store.record_weights(epoch, head.number, "skipped", "no_payable_uid", {})
+        state.metrics.weights.labels("skipped").inc()
+        log.warning("weights.nothing_to_set", epoch=epoch, reason="no_payable_uid")
+        block_time = await svc.chain.block_time()
+        return interval * block_time
+    result = await svc.chain.set_weights(weights)
+    status = result.status.value
+    state.metrics.weights.labels(status).inc()
+    await store.record_weights(epoch, result.block or head.number, status, result.reason, weights)
+    if not result.ok:
+        log.warning("weights.refused", epoch=epoch, status=status, reason=result.reason)
+        raise RetryLater(f"{status}: {result.reason}")
+    log.info("weights.set", epoch=epoch, block=result.block or head.number, uids=len(weights))
+    block_time = await svc.chain.block_time()
+    return interval * block_time
