@@ -126,7 +126,9 @@ def test_daemon_entry_points_check_their_config(
     # both are real daemons: the shipped configs name a wallet this machine does not have
     assert validator_main(["--config", str(ROOT / "config/validator.toml"), "--check"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"soundsright-validator: error: {ROOT / 'config/validator.toml'}: wallet:")
+    assert err.startswith(
+        f"soundsright-validator: error: {ROOT / 'config/validator.toml'}: wallet:"
+    )
     assert err.count("\n") == 1
     # the shipped miner config deliberately lacks the public address
     assert miner_main(["--config", str(ROOT / "config/miner.toml"), "--check"]) == 2

@@ -146,10 +146,15 @@ class Validator:
         )
         try:
             async with AsyncExitStack() as stack:
-                svc = await self._open(stack)
+                store = await Store(s.store_path(), clock=state.now).open()
+                stack.push_async_callback(store.aclose)
                 async with anyio.create_task_group() as tg:
                     if self.handle_signals:
                         await tg.start(stop_on_signals, self.stop, name="signals")
+                    tg.start_soon(watch_loop_lag, state.lag, name="loop-lag")
+                    await self._start_status(tg, store)
+                    tg.start_soon(self._stop_watch, tg)
+                    svc = await self._open(stack, store)
                     await self._start_all(tg, svc)
                     await self._stop.wait()
                     tg.cancel_scope.cancel()
@@ -158,14 +163,51 @@ class Validator:
             self.notifier.close()
         log.info("validator.stopped")
 
-    async def _open(self, stack: AsyncExitStack) -> Services:
+    async def _stop_watch(self, tg: TaskGroup) -> None:
+        """A stop requested while the services are still opening cancels the opening too."""
+        assert self._stop is not None
+        await self._stop.wait()
+        tg.cancel_scope.cancel()
+
+    async def _start_status(self, tg: TaskGroup, store: Store) -> None:
+        s, state = self.settings, self.state
+        if not s.status.enabled:
+            return
+
+        async def status(task_status: TaskStatus) -> None:
+            port = s.status.port if self.status_address is None else self.status_address[1]
+            await serve_app(
+                task_status,
+                app=status_app(state, store),
+                host=s.status.host,
+                port=port,
+                shutdown_timeout_s=2.0,
+                name="status",
+            )
+
+        self.status_address = await self._supervised(tg, "status", status)
+
+    async def _open(self, stack: AsyncExitStack, store: Store) -> Services:
         s = self.settings
-        store = await Store(s.store_path(), clock=self.state.now).open()
-        stack.push_async_callback(store.aclose)
         pool = await stack.enter_async_context(ScoringPool(s.scoring.workers or None))
-        runner = await stack.enter_async_context(
-            open_runner(s.sandbox, pool=pool, work_dir=s.data_dir / "work")
-        )
+        backoff = self._retry_backoff()
+        while True:
+            try:
+                runner = await stack.enter_async_context(
+                    open_runner(s.sandbox, pool=pool, work_dir=s.data_dir / "work")
+                )
+                break
+            except Exception as exc:  # the engine is down or answered nonsense: keep trying
+                delay = backoff.next()
+                self.state.board.failed("engines", exc)
+                log.error(
+                    "sandbox.engines_unavailable",
+                    error=str(exc) or repr(exc),
+                    error_type=type(exc).__name__,
+                    retry_in_s=delay,
+                )
+                await anyio.sleep(delay)
+        self.state.board.tick("engines")
         source = build_source(s.models, self.secrets.hf_token)
         models = ModelCache(
             source,
@@ -254,21 +296,6 @@ class Validator:
 
     async def _start_all(self, tg: TaskGroup, svc: Services) -> None:
         s, state = self.settings, self.state
-        tg.start_soon(watch_loop_lag, state.lag, name="loop-lag")
-        if s.status.enabled:
-
-            async def status(task_status: TaskStatus) -> None:
-                port = s.status.port if self.status_address is None else self.status_address[1]
-                await serve_app(
-                    task_status,
-                    app=status_app(state, svc.store),
-                    host=s.status.host,
-                    port=port,
-                    shutdown_timeout_s=2.0,
-                    name="status",
-                )
-
-            self.status_address = await self._supervised(tg, "status", status)
 
         async def metagraph() -> float | None:
             return await sync_metagraph(svc)
