@@ -78,6 +78,7 @@ def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         "scores",
         "weights",
         "fallback_used",
+        "weights_rule",
         "winners",
         "decisions",
         "dropped",
@@ -110,6 +111,7 @@ def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
             "uid": 4,
             "reason": "same_model_hash",
             "kept": "hk1",
+            "kept_competition": "DENOISING_16000HZ",
         }
     ]
     assert len(out["decisions"]) == 10

@@ -7,7 +7,6 @@ import math
 import sys
 from pathlib import Path
 
-import orjson
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -20,7 +19,7 @@ from ..validator.judging import (
     Rule,
     judge_epoch,
     judgement_to_dict,
-    parse_epoch_input,
+    parse_epoch_json,
 )
 from ._common import EXIT_OK, print_json
 
@@ -62,11 +61,7 @@ def load_epoch_file(source: str) -> EpochInput:
     except OSError as exc:
         raise InputError(f"{label}: cannot read: {exc.strerror or exc}") from None
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"{label}: not valid JSON: {exc}") from None
-    try:
-        return parse_epoch_input(data)
+        return parse_epoch_json(raw)
     except InputError as exc:
         raise InputError(f"{label}: {exc}") from None
 
