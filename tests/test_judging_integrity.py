@@ -433,3 +433,22 @@ def test_property_the_gate_bounds_the_si_remainder_origin(epoch: EpochInput) -> 
         assert min(averages) > gate
         assert min(0.0, *averages) >= min(0.0, gate)
         assert math.fsum(r.share for r in d.remainder) <= 2.0 * (1 + EXACT)
+
+
+def test_what_the_gate_leaves_open_estoi_origin_moves_at_most_to_its_floor() -> None:
+    """docs/judging.md §4: a gate-passing result with ESTOI -1 (the range's floor) shifts the
+    ESTOI origin from 0 to -1 and no further; the shift is bounded and takes nothing itself."""
+    results = [res("hk0", 1, PESQ=3.0, ESTOI=0.9), res("hk1", 1, PESQ=2.5, ESTOI=0.8)]
+    results.append(res("hk2", 1, PESQ=2.0, ESTOI=0.4))
+    low = res("hk3", 1, PESQ=1.6, ESTOI=-1.0)
+    unprocessed = {D16: {PESQ: 1.5, ESTOI: 0.7}}
+    plain = judge_epoch(EpochInput(hotkeys=hks(4), unprocessed=unprocessed, results={D16: results}))
+    shifted = judge_epoch(
+        EpochInput(hotkeys=hks(4), unprocessed=unprocessed, results={D16: [*results, low]})
+    )
+    assert [r.share for r in decision(plain, D16, ESTOI).remainder] == pytest.approx(
+        [1.2 * 0.8 / 1.2, 1.2 * 0.4 / 1.2], rel=EXACT
+    )
+    assert [r.share for r in decision(shifted, D16, ESTOI).remainder] == pytest.approx(
+        [1.2 * 1.8 / 3.2, 1.2 * 1.4 / 3.2, 0.0], rel=EXACT
+    )
