@@ -35,8 +35,9 @@ __all__ = [
 
 Fallback: TypeAlias = Literal["miners", "none"] | tuple[int, ...]
 """Where weights go when no miner has a score: ``"miners"`` = equally over every uid without a
-validator permit; ``"none"`` = nowhere (all zero, set no weights); a tuple = equally over those
-uids (e.g. an owner's burn uid). Validators never get weight."""
+validator permit; ``"none"`` = nowhere; a tuple = equally over those uids. When that is nobody,
+``EpochInput.burn_uid`` gets all the weight, or there are no weights at all (``no_payable_uid``),
+never an all-zero vector. Validators never get weight (unless one is the burn uid)."""
 
 _COMPETITION_NAMES = tuple(c.name for c in COMPETITIONS)
 
