@@ -4,6 +4,7 @@ holders, copies across competitions, no payable uid; and properties over random 
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -168,6 +169,8 @@ def test_the_gate_closes_the_remainder_sink() -> None:
 def test_unprocessed_needs_the_gate_metric() -> None:
     with pytest.raises(ValueError, match=r"unprocessed\.DENOISING_48000HZ: needs SI_SDR"):
         EpochInput(hotkeys=(), unprocessed={D48: {ESTOI: 0.5}})
+    with pytest.raises(ValueError, match="averages must be finite"):
+        EpochInput(hotkeys=(), unprocessed={D48: {SI_SDR: math.nan}})
     with pytest.raises(ValueError, match="burn_uid: uid 1 is not registered"):
         EpochInput(hotkeys=("a",), burn_uid=1)
 
@@ -452,3 +455,21 @@ def test_what_the_gate_leaves_open_estoi_origin_moves_at_most_to_its_floor() -> 
     assert [r.share for r in decision(shifted, D16, ESTOI).remainder] == pytest.approx(
         [1.2 * 1.8 / 3.2, 1.2 * 1.4 / 3.2, 0.0], rel=EXACT
     )
+
+
+@settings(max_examples=100, deadline=None)
+@given(gated_epochs(), st.randoms(use_true_random=False))
+def test_property_gated_judging_does_not_depend_on_input_order(
+    epoch: EpochInput, rng: random.Random
+) -> None:
+    names = list(epoch.results)
+    rng.shuffle(names)
+    shuffled = EpochInput(
+        hotkeys=epoch.hotkeys,
+        validator_permits=epoch.validator_permits,
+        unprocessed=dict(reversed(list(epoch.unprocessed.items()))),
+        previous_winners=epoch.previous_winners,
+        results={c: rng.sample(list(epoch.results[c]), len(epoch.results[c])) for c in names},
+        fallback="none",
+    )
+    assert judge_epoch(shuffled) == judge_epoch(epoch)

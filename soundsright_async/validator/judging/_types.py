@@ -166,6 +166,8 @@ class EpochInput:
         elif self.fallback not in ("miners", "none"):
             raise ValueError(f"fallback: expected 'miners', 'none' or uids, got {self.fallback!r}")
         for name, ms in unprocessed.items():
+            if not all(math.isfinite(v) for v in ms.values()):
+                raise ValueError(f"unprocessed.{name}: averages must be finite")
             if GATE_METRICS[name] not in ms:
                 raise ValueError(
                     f"unprocessed.{name}: needs {GATE_METRICS[name]}, the competition's gate metric"
