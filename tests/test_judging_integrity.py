@@ -473,3 +473,22 @@ def test_property_gated_judging_does_not_depend_on_input_order(
         fallback="none",
     )
     assert judge_epoch(shuffled) == judge_epoch(epoch)
+
+
+def test_known_limit_a_near_passthrough_blend_still_takes_si_sar() -> None:
+    """docs/judging.md §3 (measured): 0.99 · input + 0.01 · spectral gate passes the gate by
+    0.02 dB and takes SI_SAR; the gate cannot close this, a rule change for SI_SAR would."""
+    blend = {ESTOI: 0.6046, SI_SDR: 4.5485, SI_SIR: 4.5485, SI_SAR: 53.2129}
+    j = judge_epoch(
+        EpochInput(
+            hotkeys=("blend", "gate"),
+            unprocessed={D48: UNPROCESSED_D48},
+            results={D48: [ModelResult("blend", 1, blend), ModelResult("gate", 2, SPECTRAL_GATE)]},
+        )
+    )
+    assert {d.metric: d.winner_uid for d in j.decisions if d.competition == D48} == {
+        ESTOI: 1,
+        SI_SDR: 1,
+        SI_SIR: 1,
+        SI_SAR: 0,
+    }
