@@ -33,9 +33,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "judge",
         help="decide winners, scores and weights from benchmark results",
         description=(
-            "Judge one epoch from a JSON file: dedup each competition, pick each (competition, "
-            "metric) winner with the improvement threshold, split the remainder pools, and "
-            "normalise the scores to weights. See docs/judging.md for the input format."
+            "Judge one epoch from a JSON file: drop copies across competitions, exclude "
+            "validator-permit holders and results that do not beat the unprocessed input, pick "
+            "each (competition, metric) winner with the improvement threshold, split the "
+            "remainder pools, and normalise the scores to weights (none when no uid can be "
+            "paid). See docs/judging.md for the input format."
         ),
     )
     p.add_argument("--input", required=True, metavar="FILE", help="epoch JSON ('-' = stdin)")
