@@ -157,3 +157,22 @@ def test_console_scripts_are_installed(d16) -> None:  # type: ignore[no-untyped-
         )
         assert proc.returncode == 0
         assert "--config" in proc.stdout
+
+
+@pytest.mark.parametrize("which", ["clean", "noisy"])
+def test_score_unreadable_reference_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], which: str
+) -> None:
+    fx = write_scoring_fixture(
+        tmp_path, get_competition("DENOISING_48000HZ"), files=2, seconds=0.5, seed=3
+    )
+    bad = getattr(fx, which) / "1.wav"
+    bad.write_bytes(b"garbage")
+    dirs = ["--clean", str(fx.clean), "--enhanced", str(fx.enhanced), "--noisy", str(fx.noisy)]
+    code = main(["score", "--competition", "DENOISING_48000HZ", *dirs, "--workers", "1"])
+    assert code == 2
+    what = "clean" if which == "clean" else "degraded"
+    assert capsys.readouterr().err == (
+        f"soundsright: error: {what} file {bad} unreadable: Error opening '{bad}': "
+        "Format not recognised.\n"
+    )

@@ -78,6 +78,7 @@ def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         "scores",
         "weights",
         "fallback_used",
+        "weights_rule",
         "winners",
         "decisions",
         "dropped",
@@ -110,6 +111,7 @@ def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
             "uid": 4,
             "reason": "same_model_hash",
             "kept": "hk1",
+            "kept_competition": "DENOISING_16000HZ",
         }
     ]
     assert len(out["decisions"]) == 10
@@ -223,6 +225,24 @@ R0 = "results.DENOISING_16000HZ.0"
         ("fallback", "everyone", 'fallback: expected "miners", "none" or a list of uids'),
         ("fallback", [0], "fallback[0]: uid 0 holds a validator permit"),
         ("fallback", [9], "fallback[0]: uid 9 is not registered"),
+        (f"{R0}.metrics.PESQ", 27.3, "results.DENOISING_16000HZ[0].metrics.PESQ: 27.3 is outside "
+         "PESQ's range [-0.5, 4.644]"),
+        (f"{R0}.metrics.ESTOI", {"average": -1.5}, "results.DENOISING_16000HZ[0].metrics.ESTOI: "
+         "-1.5 is outside ESTOI's range [-1, 1]"),
+        ("baseline.DENOISING_16000HZ.PESQ", -0.51, "baseline.DENOISING_16000HZ.PESQ: -0.51 is "
+         "outside PESQ's range [-0.5, 4.644]"),
+        ("previous_winners.DENOISING_16000HZ.ESTOI.average", 1.01,
+         "previous_winners.DENOISING_16000HZ.ESTOI.average: 1.01 is outside ESTOI's range [-1, 1]"),
+        ("unprocessed", {"DENOISING_48000HZ": {"SI_SDR": 1e308}}, "unprocessed.DENOISING_48000HZ."
+         "SI_SDR: 1e+308 is outside SI_SDR's range [-100, 100]"),
+        ("unprocessed", {"DENOISING_48000HZ": {"ESTOI": 0.6}}, "unprocessed.DENOISING_48000HZ."
+         "SI_SDR: required field is missing (the competition's gate metric"),
+        ("unprocessed", {"DENOISING_16000HZ": {"PESQ": None}}, "unprocessed.DENOISING_16000HZ."
+         "PESQ: required field is missing"),
+        ("unprocessed", {"DENOISING_16000HZ": {"SI_SDR": 3.0}}, "unprocessed.DENOISING_16000HZ."
+         "SI_SDR: DENOISING_16000HZ has no such metric"),
+        ("burn_uid", 5, "burn_uid: uid 5 is not registered"),
+        ("burn_uid", "0", "burn_uid: expected a non-negative integer, got str '0'"),
     ],
 )  # fmt: skip
 def test_malformed_input_names_the_field(
@@ -287,3 +307,176 @@ def test_docs_example_matches(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert out["decisions"][1] == documented["decisions"][0]  # DENOISING_16000HZ ESTOI
     del out["decisions"], documented["decisions"]
     assert out == documented
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"hotkeys": ["a"], "hotkeys": ["a", "b"]}', "hotkeys: key given twice in one object"),
+        (
+            b'{"hotkeys": ["a"], "results": {"DENOISING_16000HZ": [{"hotkey": "a", "block": 1,'
+            b' "metrics": {"PESQ": 4.0, "ESTOI": 0.9, "PESQ": 1.0}}]}}',
+            "results.DENOISING_16000HZ[0].metrics.PESQ: key given twice in one object",
+        ),
+    ],
+)
+def test_duplicate_keys_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, message: str
+) -> None:
+    file = write(tmp_path, content)
+    assert main(["judge", "--input", str(file)]) == 2
+    assert capsys.readouterr().err == f"soundsright: error: {file}: {message}\n"
+
+
+# --------------------------------------------------------------------------- issue 14 scenarios
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "judge"
+
+
+def summary(capsys: pytest.CaptureFixture[str], source: Path) -> str:
+    assert main(["judge", "--input", str(source)]) == 0
+    return "\n".join(line.rstrip() for line in capsys.readouterr().out.splitlines())
+
+
+@pytest.fixture(autouse=True)
+def _columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # rich lays the summary out for this width
+
+
+PASSTHROUGH_SUMMARY = """\
+DENOISING_16000HZ: no candidates, nothing paid
+DEREVERBERATION_16000HZ: no candidates, nothing paid
+DENOISING_48000HZ
+
+  metric   winner    average   rule                share   remainder
+ ────────────────────────────────────────────────────────────────────
+  ESTOI    2 5Gate    0.6148   incumbent_is_best      18    2 unpaid
+  SI_SDR   2 5Gate    5.8796   incumbent_is_best       9    1 unpaid
+  SI_SIR   2 5Gate     7.186   incumbent_is_best       9    1 unpaid
+  SI_SAR   2 5Gate   12.3089   no_incumbent            9    1 unpaid
+
+DEREVERBERATION_48000HZ: no candidates, nothing paid
+scores and weights
+
+  uid   hotkey       score     weight
+ ─────────────────────────────────────
+    2   5Gate    45.000000   1.000000
+
+excluded DENOISING_48000HZ 5Pass: no_improvement"""
+
+
+def test_passthrough_incumbent_loses_si_sar_to_a_real_denoiser(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Measured numbers: DENOISING_48000HZ, --count 4 --seed 7; the passthrough's averages are
+    the unprocessed input's, the spectral gate's are its own (docs/judging.md §3)."""
+    source = EXAMPLES / "passthrough_incumbent.json"
+    assert summary(capsys, source) == PASSTHROUGH_SUMMARY
+    epoch = orjson.loads(source.read_bytes())
+    out = run_json(tmp_path, capsys, epoch)
+    assert (out["weights"], out["weights_rule"]) == ([0.0, 0.0, 1.0], "scores")
+    sar = out["decisions"][7]
+    assert (sar["metric"], sar["rule"], sar["incumbent"]) == ("SI_SAR", "no_incumbent", None)
+    assert sar["previous"] == {"hotkey": "5Pass", "block": 1000, "average": 100.0}
+    assert sar["winner"] == {"hotkey": "5Gate", "block": 2000, "average": 12.3089, "uid": 2}
+    for d in out["decisions"][4:8]:
+        assert d["excluded"] == [{"hotkey": "5Pass", "uid": 1, "reason": "no_improvement"}]
+    # Without the unprocessed input the passthrough keeps SI_SAR at the ceiling for ever and
+    # takes the ESTOI, SI_SDR and SI_SIR remainder pools (2 + 1 + 1) as the only other candidate.
+    del epoch["unprocessed"]
+    out = run_json(tmp_path, capsys, epoch)
+    assert out["winners"]["DENOISING_48000HZ"]["SI_SAR"]["hotkey"] == "5Pass"
+    assert out["scores"] == [0.0, 9.0 + 4.0, 36.0 + 1.0]
+
+
+SIBLING_TAIL = """\
+scores and weights
+
+  uid   hotkey       score     weight
+ ─────────────────────────────────────
+    0   5Ann     10.000000   0.500000
+    3   5Dan     10.000000   0.500000
+
+dropped DEREVERBERATION_16000HZ 5Bob: same_model_hash, keeps 5Ann in DENOISING_16000HZ
+dropped DEREVERBERATION_48000HZ 5Cat: shared_checkpoint, keeps 5Ann in DENOISING_16000HZ"""
+
+
+def test_a_copy_in_a_sibling_competition_is_dropped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = EXAMPLES / "sibling_copy.json"
+    assert summary(capsys, source).endswith(SIBLING_TAIL)
+    out = run_json(tmp_path, capsys, orjson.loads(source.read_bytes()))
+    assert out["dropped"] == [
+        {"competition": "DEREVERBERATION_16000HZ", "hotkey": "5Bob", "uid": 1,
+         "reason": "same_model_hash", "kept": "5Ann", "kept_competition": "DENOISING_16000HZ"},
+        {"competition": "DEREVERBERATION_48000HZ", "hotkey": "5Cat", "uid": 2,
+         "reason": "shared_checkpoint", "kept": "5Ann", "kept_competition": "DENOISING_16000HZ"},
+    ]  # fmt: skip
+    assert out["winners"]["DEREVERBERATION_16000HZ"]["PESQ"]["hotkey"] == "5Dan"
+    assert out["scores"] == [10.0, 0.0, 0.0, 10.0]
+
+
+PERMIT_SUMMARY = """\
+DENOISING_16000HZ
+
+  metric   winner   average   rule           share     remainder
+ ────────────────────────────────────────────────────────────────
+  PESQ     1 5Ann       2.5   no_incumbent       6   1.8000 to 1
+  ESTOI    1 5Ann      0.87   no_incumbent       4   1.2000 to 1
+
+DEREVERBERATION_16000HZ: no candidates, nothing paid
+DENOISING_48000HZ: no candidates, nothing paid
+DEREVERBERATION_48000HZ: no candidates, nothing paid
+scores and weights
+
+  uid   hotkey       score     weight
+ ─────────────────────────────────────
+    1   5Ann     10.000000   0.769231
+    2   5Bob      3.000000   0.230769
+
+excluded DENOISING_16000HZ 5Val: validator_permit"""
+
+
+def test_a_permit_holder_with_the_best_result_is_not_the_winner(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = EXAMPLES / "permit_holder.json"
+    assert summary(capsys, source) == PERMIT_SUMMARY
+    out = run_json(tmp_path, capsys, orjson.loads(source.read_bytes()))
+    estoi = out["decisions"][1]
+    assert (estoi["rule"], estoi["previous"]["hotkey"], estoi["winner"]["hotkey"]) == (
+        "no_incumbent",
+        "5Val",
+        "5Ann",
+    )
+    assert estoi["excluded"] == [{"hotkey": "5Val", "uid": 0, "reason": "validator_permit"}]
+    assert out["scores"] == [0.0, 10.0, 3.0]
+
+
+def test_no_payable_uid_sets_no_weights_or_burns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    epoch: dict[str, Any] = {
+        "hotkeys": ["v0", "v1"],
+        "validator_permits": [True, True],
+        "results": {"DENOISING_16000HZ": [{"hotkey": "v1", "block": 1, "metrics": {"PESQ": 3}}]},
+    }
+    out = run_json(tmp_path, capsys, epoch)
+    assert (out["scores"], out["weights"], out["weights_rule"]) == (
+        [0.0, 0.0],
+        [],
+        "no_payable_uid",
+    )
+    assert out["fallback_used"] is True
+    assert summary(capsys, write(tmp_path, epoch)).endswith(
+        "no uid can be paid: set no weights this epoch\nexcluded DENOISING_16000HZ v1: "
+        "validator_permit"
+    )
+    out = run_json(tmp_path, capsys, {**epoch, "burn_uid": 0})
+    assert (out["weights"], out["weights_rule"]) == ([1.0, 0.0], "burn_uid")
+    assert "no uid can be paid: all weight to burn uid 0" in summary(
+        capsys, write(tmp_path, {**epoch, "burn_uid": 0})
+    )
+    out = run_json(tmp_path, capsys, {"hotkeys": []})
+    assert (out["weights"], out["weights_rule"]) == ([], "no_payable_uid")

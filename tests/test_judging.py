@@ -23,6 +23,7 @@ from soundsright_async.validator.judging import (
     Judgement,
     ModelResult,
     Rule,
+    WeightsRule,
     WinnerRecord,
     dedup_results,
     improvement_factor,
@@ -418,7 +419,7 @@ def test_a24_same_hash_keeps_the_earliest_block() -> None:
     ]
     kept, dropped = dedup_results(D16, results, UIDS)
     assert [r.hotkey for r in kept] == ["hk1", "hk3"]
-    assert dropped == (Dropped(D16, "hk2", 2, DropReason.SAME_MODEL_HASH, "hk1"),)
+    assert dropped == (Dropped(D16, "hk2", 2, DropReason.SAME_MODEL_HASH, "hk1", D16),)
 
 
 def test_a24_same_hash_and_block_keeps_the_lower_uid() -> None:
@@ -435,7 +436,7 @@ def test_a24_same_metadata_keeps_the_earliest_block() -> None:
     ]
     kept, dropped = dedup_results(D16, results, UIDS)
     assert [r.hotkey for r in kept] == ["hk4", "hk3", "hk2"]
-    assert dropped == (Dropped(D16, "hk1", 1, DropReason.SAME_METADATA, "hk2"),)
+    assert dropped == (Dropped(D16, "hk1", 1, DropReason.SAME_METADATA, "hk2", D16),)
 
 
 def test_a24_shared_checkpoint_is_greedy_in_block_order() -> None:
@@ -448,7 +449,7 @@ def test_a24_shared_checkpoint_is_greedy_in_block_order() -> None:
     ]
     kept, dropped = dedup_results(D16, results, UIDS)
     assert [r.hotkey for r in kept] == ["hk1", "hk3", "hk4", "hk5"]
-    assert dropped == (Dropped(D16, "hk2", 2, DropReason.SHARED_CHECKPOINT, "hk1"),)
+    assert dropped == (Dropped(D16, "hk2", 2, DropReason.SHARED_CHECKPOINT, "hk1", D16),)
 
 
 def test_a24_rules_run_in_order_on_the_survivors() -> None:
@@ -514,7 +515,7 @@ def test_fallback_skips_validators() -> None:
         (0.0, 0.5, 0.0, 0.5),
         True,
     )
-    assert weights_from_scores([0, 0], [False, False], "none") == ((0.0, 0.0), True)
+    assert weights_from_scores([0, 0], [False, False], "none") == ((), True)
     assert weights_from_scores([0, 0, 0], [True, False, False], (2,)) == ((0.0, 0.0, 1.0), True)
     with pytest.raises(ValueError, match="validator permit"):
         weights_from_scores([0, 0], [True, False], (0,))
@@ -641,12 +642,12 @@ def test_property_shares_are_bounded_and_non_negative(epoch: EpochInput) -> None
 @given(epochs())
 def test_property_weights_sum_to_one_and_skip_validators(epoch: EpochInput) -> None:
     j = judge_epoch(epoch)
+    if all(epoch.validator_permits):  # nobody can be paid: no weights at all, never all zero
+        assert (j.weights, j.weights_rule) == ((), WeightsRule.NO_PAYABLE_UID)
+        return
     assert all(w >= 0.0 for w in j.weights)
     assert all(w == 0.0 for w, p in zip(j.weights, epoch.validator_permits, strict=True) if p)
-    if all(epoch.validator_permits):
-        assert j.weights == (0.0,) * len(epoch.hotkeys)
-    else:
-        assert math.fsum(j.weights) == pytest.approx(1.0, rel=1e-12)
+    assert math.fsum(j.weights) == pytest.approx(1.0, rel=1e-12)
 
 
 def _shuffled(epoch: EpochInput, rng: random.Random) -> EpochInput:

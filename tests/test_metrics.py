@@ -7,11 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pesq import pesq
 from pystoi import stoi
 
 from soundsright_async import InputError, ScoringError
 from soundsright_async.audio.metrics import (
+    _ratio_db,
     aggregate,
     energy_ratios,
     estoi_score,
@@ -85,6 +88,38 @@ def test_noise_reference_is_orthogonalised_against_the_clean_signal() -> None:
 def test_silent_output_scores_the_floor() -> None:
     s = np.array([1.0, 0.5, -0.5, 0.0])
     assert energy_ratios(s, np.zeros(4), np.array([0.0, 1.0, 0.0, 1.0])) == (-100.0, -100.0, -100.0)
+
+
+@pytest.mark.parametrize(
+    ("num", "den", "expected"),
+    [
+        (1.0, math.nan, -100.0),  # was +100: a NaN distortion must not earn the ceiling
+        (math.nan, 1.0, -100.0),
+        (1.0, math.inf, -100.0),
+        (math.inf, 1.0, -100.0),
+        (0.0, 0.0, -100.0),
+        (1.0, 0.0, 100.0),
+        (1e-300, 1e300, -100.0),  # the ratio underflows to 0
+        (1e300, 1e-300, 100.0),
+        (10.0, 1.0, 10.0),
+        (1.0, 100.0, -20.0),
+    ],
+)
+def test_ratio_db_edges(num: float, den: float, expected: float) -> None:
+    assert _ratio_db(num, den) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.floats(0.0, 2.0), st.floats(0.0, 2.0))
+def test_property_si_sdr_is_at_most_si_sir_and_si_sar(seed: int, leak: float, art: float) -> None:
+    """Interference and artefact errors are orthogonal, so SDR <= min(SIR, SAR) (in dB, also
+    after clipping). judging's gate relies on it: a candidate above the unprocessed input's
+    SI-SDR is above it on SI-SIR and SI-SAR too."""
+    rng = np.random.default_rng(seed)
+    s, n, a = rng.standard_normal((3, 64))
+    r = energy_ratios(s, s + leak * n + art * a, n)
+    assert r.si_sdr <= r.si_sir + 1e-9
+    assert r.si_sdr <= r.si_sar + 1e-9
 
 
 def test_energy_ratios_shape_mismatch() -> None:

@@ -103,11 +103,17 @@ def _dot(a: Audio, b: Audio) -> float:
 
 
 def _ratio_db(num: float, den: float) -> float:
-    if not num > 0.0:  # no target energy at all (silent output), NaN included
+    """``10·log10(num / den)`` clipped to [-100, 100] dB. A NaN or infinite energy, or no target
+    energy at all (silent output), scores the floor: only a finite, exactly zero distortion
+    earns the ceiling, so a non-finite computation can never win."""
+    if not (math.isfinite(num) and math.isfinite(den)) or not num > 0.0:
         return -SI_CLIP_DB
     if not den > 0.0:  # no distortion at all
         return SI_CLIP_DB
-    return float(np.clip(10.0 * math.log10(num / den), -SI_CLIP_DB, SI_CLIP_DB))
+    ratio = num / den
+    if ratio == 0.0:  # underflow: distortion beyond 1e308 times the target
+        return -SI_CLIP_DB
+    return float(np.clip(10.0 * math.log10(ratio), -SI_CLIP_DB, SI_CLIP_DB))
 
 
 def energy_ratios(clean: Audio, enhanced: Audio, noise: Audio) -> EnergyRatios:

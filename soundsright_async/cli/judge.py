@@ -7,7 +7,6 @@ import math
 import sys
 from pathlib import Path
 
-import orjson
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -16,11 +15,13 @@ from .._exceptions import InputError
 from ..competitions import COMPETITIONS
 from ..validator.judging import (
     EpochInput,
+    ExclusionReason,
     Judgement,
     Rule,
+    WeightsRule,
     judge_epoch,
     judgement_to_dict,
-    parse_epoch_input,
+    parse_epoch_json,
 )
 from ._common import EXIT_OK, print_json
 
@@ -32,9 +33,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "judge",
         help="decide winners, scores and weights from benchmark results",
         description=(
-            "Judge one epoch from a JSON file: dedup each competition, pick each (competition, "
-            "metric) winner with the improvement threshold, split the remainder pools, and "
-            "normalise the scores to weights. See docs/judging.md for the input format."
+            "Judge one epoch from a JSON file: drop copies across competitions, exclude "
+            "validator-permit holders and results that do not beat the unprocessed input, pick "
+            "each (competition, metric) winner with the improvement threshold, split the "
+            "remainder pools, and normalise the scores to weights (none when no uid can be "
+            "paid). See docs/judging.md for the input format."
         ),
     )
     p.add_argument("--input", required=True, metavar="FILE", help="epoch JSON ('-' = stdin)")
@@ -62,11 +65,7 @@ def load_epoch_file(source: str) -> EpochInput:
     except OSError as exc:
         raise InputError(f"{label}: cannot read: {exc.strerror or exc}") from None
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"{label}: not valid JSON: {exc}") from None
-    try:
-        return parse_epoch_input(data)
+        return parse_epoch_json(raw)
     except InputError as exc:
         raise InputError(f"{label}: {exc}") from None
 
@@ -75,7 +74,7 @@ def _print_summary(epoch: EpochInput, j: Judgement) -> None:
     console = Console()
     for comp in COMPETITIONS:
         decisions = [d for d in j.decisions if d.competition == comp.name]
-        if all(d.rule is Rule.NO_CANDIDATE for d in decisions):
+        if all(d.rule in (Rule.NO_CANDIDATE, Rule.PREVIOUS_EXCLUDED) for d in decisions):
             console.print(f"{comp.name}: no candidates, nothing paid")
             continue
         table = Table(title=comp.name, box=box.SIMPLE, title_justify="left")
@@ -101,20 +100,47 @@ def _print_summary(epoch: EpochInput, j: Judgement) -> None:
             )
         console.print(table)
 
-    title = "scores and weights" + (" (fallback)" if j.fallback_used else "")
+    rule = j.weights_rule
+    title = "scores and weights" + ("" if rule is WeightsRule.SCORES else f" ({rule.value})")
     scored = Table(title=title, box=box.SIMPLE, title_justify="left")
     for col in ("uid", "hotkey", "score", "weight"):
         scored.add_column(col, justify="left" if col == "hotkey" else "right")
-    for uid, (score, weight) in enumerate(zip(j.scores, j.weights, strict=True)):
+    weights = j.weights or (0.0,) * len(j.scores)
+    for uid, (score, weight) in enumerate(zip(j.scores, weights, strict=True)):
         if score > 0 or weight > 0:
             scored.add_row(str(uid), _short(epoch.hotkeys[uid]), f"{score:.6f}", f"{weight:.6f}")
     console.print(scored)
-    if j.fallback_used:
+    if rule is WeightsRule.FALLBACK:
         targets = sum(w > 0 for w in j.weights)
         console.print(f"no miner scored: weights follow the fallback ({targets} uids)")
+    elif rule is WeightsRule.BURN_UID:
+        console.print(f"no uid can be paid: all weight to burn uid {epoch.burn_uid}")
+    elif rule is WeightsRule.NO_PAYABLE_UID:
+        console.print("no uid can be paid: set no weights this epoch")
+    for name, hotkey, reason in _excluded_everywhere(j):
+        console.print(f"excluded {name} {hotkey}: {reason.value}", soft_wrap=True)
     for gone in j.dropped:
-        kept = f", keeps {gone.kept}" if gone.kept else ""
-        console.print(f"dropped {gone.competition} {gone.hotkey}: {gone.reason.value}{kept}")
+        kept = ""
+        if gone.kept:
+            where = (
+                "" if gone.kept_competition == gone.competition else f" in {gone.kept_competition}"
+            )
+            kept = f", keeps {gone.kept}{where}"
+        line = f"dropped {gone.competition} {gone.hotkey}: {gone.reason.value}{kept}"
+        console.print(line, soft_wrap=True)
+
+
+_WHOLE_COMPETITION = (ExclusionReason.VALIDATOR_PERMIT, ExclusionReason.NO_IMPROVEMENT)
+
+
+def _excluded_everywhere(j: Judgement) -> list[tuple[str, str, ExclusionReason]]:
+    """Exclusions that apply to every metric of a competition, once per (competition, hotkey)."""
+    seen: dict[tuple[str, str], ExclusionReason] = {}
+    for d in j.decisions:
+        for x in d.excluded:
+            if x.reason in _WHOLE_COMPETITION:
+                seen.setdefault((d.competition, x.hotkey), x.reason)
+    return [(comp, hotkey, reason) for (comp, hotkey), reason in seen.items()]
 
 
 def _short(hotkey: str) -> str:

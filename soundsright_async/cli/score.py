@@ -8,6 +8,7 @@ import asyncio
 from rich.console import Console
 from rich.table import Table
 
+from .._exceptions import InputError, PoolError, ScoringError
 from ..audio.metrics import DatasetScore
 from ..audio.pool import ProgressCallback, ScoringPool
 from ..competitions import Competition
@@ -53,9 +54,32 @@ def run(args: argparse.Namespace) -> int:
 
 async def _score(args: argparse.Namespace, progress: ProgressCallback | None) -> DatasetScore:
     async with ScoringPool(workers=args.workers) as pool:
-        return await pool.score(
-            args.competition, args.clean, args.enhanced, args.noisy, progress=progress
-        )
+        try:
+            return await pool.score(
+                args.competition, args.clean, args.enhanced, args.noisy, progress=progress
+            )
+        except ExceptionGroup as group:
+            raise _one_error(group) from None
+
+
+def _one_error(group: ExceptionGroup[Exception]) -> Exception:
+    """One line instead of a traceback: an unusable clean or degraded reference is bad input
+    (exit 2); a pool failure is ours (exit 1); anything else stays the group it was."""
+    leaves: list[Exception] = []
+    stack: list[Exception] = [group]
+    while stack:
+        exc = stack.pop(0)
+        if isinstance(exc, ExceptionGroup):
+            stack[:0] = list(exc.exceptions)
+        else:
+            leaves.append(exc)
+    for exc in leaves:
+        if isinstance(exc, ScoringError) and not isinstance(exc, PoolError):
+            return InputError(str(exc))
+    for exc in leaves:
+        if isinstance(exc, PoolError):
+            return exc
+    return group
 
 
 def _print_table(result: DatasetScore) -> None:

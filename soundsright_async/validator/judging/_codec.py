@@ -1,18 +1,24 @@
 """JSON shapes of judging: parse an epoch (``soundsright judge --input``), render a judgement.
 
 Parsing is strict about what judging reads (each problem names its field, e.g.
-``results.DENOISING_16000HZ[2].block``) and ignores extra fields inside result and winner records,
-so enriched records (a ``seed``, confidence intervals) are judged like any other.
+``results.DENOISING_16000HZ[2].block``): a metric value outside its range (``METRIC_RANGES``) and
+a key given twice in one object are errors too. Extra fields inside result and winner records are
+ignored, so enriched records (a ``seed``, confidence intervals) are judged like any other.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 from ..._exceptions import InputError
 from ...competitions import COMPETITIONS, Competition, Metric
 from ._types import (
+    GATE_METRICS,
+    METRIC_RANGES,
     Decision,
     Entrant,
     EpochInput,
@@ -22,11 +28,49 @@ from ._types import (
     WinnerRecord,
 )
 
-__all__ = ["decision_to_dict", "judgement_to_dict", "parse_epoch_input"]
+__all__ = ["decision_to_dict", "judgement_to_dict", "parse_epoch_input", "parse_epoch_json"]
 
-_TOP_LEVEL = ("hotkeys", "validator_permits", "baseline", "previous_winners", "results", "fallback")
+_TOP_LEVEL = (
+    "hotkeys",
+    "validator_permits",
+    "baseline",
+    "unprocessed",
+    "previous_winners",
+    "results",
+    "fallback",
+    "burn_uid",
+)
 _BY_NAME = {c.name: c for c in COMPETITIONS}
 _OPTIONAL_STR = ("model_hash", "namespace", "name", "revision")
+
+
+def parse_epoch_json(raw: bytes | str) -> EpochInput:
+    """Decode and parse an epoch JSON document; refuse invalid JSON (NaN included) and keys
+    given twice in one object (JSON parsers keep the last one silently)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc}") from None
+    _refuse_duplicate_keys(json.loads(raw, object_pairs_hook=_Pairs), "")
+    return parse_epoch_input(data)
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as its key/value pairs, in order, duplicates kept."""
+
+
+def _refuse_duplicate_keys(node: object, path: str) -> None:
+    if isinstance(node, _Pairs):
+        seen: set[str] = set()
+        for key, value in node:
+            p = f"{path}.{key}" if path else key
+            if key in seen:
+                raise InputError(f"{p}: key given twice in one object")
+            seen.add(key)
+            _refuse_duplicate_keys(value, p)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _refuse_duplicate_keys(value, f"{path}[{i}]")
 
 
 def parse_epoch_input(obj: object) -> EpochInput:
@@ -55,23 +99,46 @@ def parse_epoch_input(obj: object) -> EpochInput:
         return EpochInput(
             hotkeys=hotkeys,
             validator_permits=permits,
-            baseline=_baseline(top.get("baseline")),
+            baseline=_averages(top.get("baseline"), "baseline"),
+            unprocessed=_unprocessed(top.get("unprocessed")),
             previous_winners=_previous(top.get("previous_winners")),
             results=_results(top.get("results")),
             fallback=_fallback(top.get("fallback"), hotkeys, permits),
+            burn_uid=_burn_uid(top.get("burn_uid"), hotkeys),
         )
     except ValueError as exc:  # the checks above should catch everything; keep it one line
         raise InputError(str(exc)) from None
 
 
-def _baseline(raw: object) -> dict[str, dict[Metric, float]]:
+def _averages(raw: object, field: str) -> dict[str, dict[Metric, float]]:
     out: dict[str, dict[Metric, float]] = {}
-    for comp, value in _competitions(raw, "baseline").items():
-        path = f"baseline.{comp.name}"
+    for comp, value in _competitions(raw, field).items():
+        path = f"{field}.{comp.name}"
         metrics = _metrics_of(comp, _object(value, path), path)
-        averages = {m: _average(v, f"{path}.{m}") for m, v in metrics}
+        averages = {m: _average(v, f"{path}.{m}", m) for m, v in metrics}
         out[comp.name] = {m: x for m, x in averages.items() if x is not None}
     return out
+
+
+def _unprocessed(raw: object) -> dict[str, dict[Metric, float]]:
+    out = _averages(raw, "unprocessed")
+    for name, averages in out.items():
+        gate = GATE_METRICS[name]
+        if gate not in averages:
+            raise InputError(
+                f"unprocessed.{name}.{gate}: required field is missing (the competition's gate "
+                "metric; leave the competition out to judge it without the gate)"
+            )
+    return out
+
+
+def _burn_uid(raw: object, hotkeys: tuple[str, ...]) -> int | None:
+    if raw is None:
+        return None
+    uid = _int(raw, "burn_uid")
+    if uid >= len(hotkeys):
+        raise InputError(f"burn_uid: uid {uid} is not registered")
+    return uid
 
 
 def _previous(raw: object) -> dict[str, dict[Metric, WinnerRecord]]:
@@ -84,7 +151,9 @@ def _previous(raw: object) -> dict[str, dict[Metric, WinnerRecord]]:
                 continue
             p = f"{path}.{metric}"
             r = _object(rec, p)
-            average = _number(_required(r, "average", p), f"{p}.average")
+            average = _in_range(
+                _number(_required(r, "average", p), f"{p}.average"), metric, f"{p}.average"
+            )
             out[comp.name][metric] = WinnerRecord(
                 hotkey=_str(_required(r, "hotkey", p), f"{p}.hotkey"),
                 block=_int(_required(r, "block", p), f"{p}.block"),
@@ -116,7 +185,9 @@ def _result(comp: Competition, raw: object, path: str) -> ModelResult:
     r = _object(raw, path)
     block = r.get("block")
     metrics = _object(_required(r, "metrics", path), f"{path}.metrics")
-    averages = {m: _average(v, f"{path}.metrics.{m}") for m, v in _metrics_of(comp, metrics, path)}
+    averages = {
+        m: _average(v, f"{path}.metrics.{m}", m) for m, v in _metrics_of(comp, metrics, path)
+    }
     optional = {k: None if r.get(k) is None else _str(r[k], f"{path}.{k}") for k in _OPTIONAL_STR}
     ckpts = r.get("ckpt_hashes")
     ckpt_list = [] if ckpts is None else _list(ckpts, f"{path}.ckpt_hashes")
@@ -178,11 +249,19 @@ def _metrics_of(
     return out
 
 
-def _average(value: object, path: str) -> float | None:
-    """A metric average: a number, ``null`` (no score) or ``{"average": number | null, ...}``."""
+def _average(value: object, path: str, metric: Metric) -> float | None:
+    """A metric average: a number, ``null`` (no score) or ``{"average": number | null, ...}``,
+    within the metric's range."""
     if isinstance(value, dict):
         value = value.get("average")
-    return None if value is None else _number(value, path)
+    return None if value is None else _in_range(_number(value, path), metric, path)
+
+
+def _in_range(value: float, metric: Metric, path: str) -> float:
+    low, high = METRIC_RANGES[metric]
+    if not low <= value <= high:
+        raise InputError(f"{path}: {value:g} is outside {metric}'s range [{low:g}, {high:g}]")
+    return value
 
 
 def _required(obj: Mapping[str, object], key: str, path: str) -> object:
@@ -244,6 +323,7 @@ def judgement_to_dict(j: Judgement) -> dict[str, Any]:
         "scores": list(j.scores),
         "weights": list(j.weights),
         "fallback_used": j.fallback_used,
+        "weights_rule": j.weights_rule.value,
         "winners": {
             c: {m.value: w.to_dict() for m, w in ws.items()} for c, ws in j.winners.items()
         },
@@ -255,6 +335,7 @@ def judgement_to_dict(j: Judgement) -> dict[str, Any]:
                 "uid": d.uid,
                 "reason": d.reason.value,
                 "kept": d.kept,
+                "kept_competition": d.kept_competition,
             }
             for d in j.dropped
         ],

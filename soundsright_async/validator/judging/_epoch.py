@@ -1,13 +1,13 @@
-"""One epoch end: dedup each competition, decide every (competition, metric), sum, weigh."""
+"""One epoch end: dedup the epoch, decide every (competition, metric), sum, weigh."""
 
 from __future__ import annotations
 
 import math
 
 from ...competitions import COMPETITIONS, Metric
-from ._dedup import dedup_results
-from ._types import Decision, Dropped, EpochInput, Judgement, WinnerRecord
-from ._weights import total_scores, weights_from_scores
+from ._dedup import dedup_epoch
+from ._types import Decision, EpochInput, Judgement, WeightsRule, WinnerRecord
+from ._weights import decide_weights, total_scores
 from ._winners import judge_metric
 
 __all__ = ["judge_epoch"]
@@ -18,22 +18,24 @@ def judge_epoch(epoch: EpochInput) -> Judgement:
     uids = epoch.uid_map()
     n = len(epoch.hotkeys)
     decisions: list[Decision] = []
-    dropped: list[Dropped] = []
     competition_scores: dict[str, tuple[float, ...]] = {}
     winners: dict[str, dict[Metric, WinnerRecord]] = {}
+    kept, dropped = dedup_epoch(
+        {comp.name: epoch.results.get(comp.name, ()) for comp in COMPETITIONS}, uids
+    )
     for comp in COMPETITIONS:
-        kept, gone = dedup_results(comp.name, epoch.results.get(comp.name, ()), uids)
-        dropped.extend(gone)
         paid: list[list[float]] = [[] for _ in range(n)]
         winners[comp.name] = {}
         for metric in comp.metrics:
             decision = judge_metric(
                 comp,
                 metric,
-                kept,
+                kept[comp.name],
                 uids,
                 epoch.baseline.get(comp.name, {}).get(metric),
                 epoch.previous_winners.get(comp.name, {}).get(metric),
+                gate=epoch.gate(comp.name),
+                validator_permits=epoch.validator_permits,
             )
             decisions.append(decision)
             if decision.winner is not None and decision.winner_uid is not None:
@@ -43,13 +45,14 @@ def judge_epoch(epoch: EpochInput) -> Judgement:
                 paid[share.uid].append(share.share)
         competition_scores[comp.name] = tuple(math.fsum(p) for p in paid)
     scores = total_scores(competition_scores, n)
-    weights, fallback_used = weights_from_scores(scores, epoch.validator_permits, epoch.fallback)
+    weights, rule = decide_weights(scores, epoch.validator_permits, epoch.fallback, epoch.burn_uid)
     return Judgement(
         competition_scores=competition_scores,
         scores=scores,
         weights=weights,
-        fallback_used=fallback_used,
+        fallback_used=rule is not WeightsRule.SCORES,
         winners=winners,
         decisions=tuple(decisions),
-        dropped=tuple(dropped),
+        dropped=dropped,
+        weights_rule=rule,
     )

@@ -1,11 +1,13 @@
 """One (competition, metric): candidates, the winner, the improvement threshold, the remainder.
 
-* Candidates: deduplicated results with a finite average, a registered hotkey and a known block,
-  whose average is not exactly the baseline model's.
+* Candidates: deduplicated results of registered hotkeys without a validator permit, whose
+  gate-metric average is strictly above the unprocessed input's (when given), with a finite
+  average, a known block, and an average that is not exactly the baseline model's.
 * C = best candidate (highest average, then lower block, then lower uid); P = last epoch's
   winner; H = P's hotkey's candidate this epoch.
-* No C: P's hotkey keeps the winner share if still registered (no remainder). C and no H, or C is
-  H: C wins. Otherwise C wins iff it clears the improvement threshold over H, else H wins.
+* No C: P's hotkey keeps the winner share if still registered, without a permit and not gated
+  out this epoch (no remainder). C and no H, or C is H: C wins. Otherwise C wins iff it clears
+  the improvement threshold over H, else H wins.
 * The remainder pool goes to the other candidates in proportion to (avg − s) / (w − s), with w the
   winner's average and s = min(0, w, every candidate's average).
 """
@@ -17,6 +19,7 @@ from collections.abc import Mapping, Sequence
 
 from ...competitions import Competition, Metric
 from ._types import (
+    GATE_METRICS,
     Decision,
     Entrant,
     Exclusion,
@@ -100,9 +103,19 @@ def judge_metric(
     uids: Mapping[str, int],
     baseline: float | None,
     previous: WinnerRecord | None,
+    *,
+    gate: float | None = None,
+    validator_permits: Sequence[bool] = (),
 ) -> Decision:
-    """Decide one (competition, metric). ``results`` are already deduplicated and registered."""
-    candidates, excluded = _candidates(metric, results, uids, baseline)
+    """Decide one (competition, metric). ``results`` are already deduplicated and registered.
+
+    ``gate`` is the unprocessed input's average on the competition's gate metric: a result not
+    strictly above it is excluded (``no_improvement``). Uids flagged in ``validator_permits``
+    are excluded (``validator_permit``) and cannot keep a previous title.
+    """
+    permits = tuple(validator_permits)
+    gate_metric = GATE_METRICS[competition.name]
+    candidates, excluded = _candidates(metric, results, uids, baseline, gate_metric, gate, permits)
     budget = competition.budget(metric)
     best = max(candidates, key=lambda e: (e.average, -e.block, -e.uid), default=None)
     incumbent = None
@@ -111,10 +124,16 @@ def judge_metric(
     threshold = target = None
 
     if best is None:
+        rule, winner, winner_uid = Rule.NO_CANDIDATE, None, None
         if previous is not None and previous.hotkey in uids:
-            rule, winner, winner_uid = Rule.PREVIOUS_KEPT, previous, uids[previous.hotkey]
-        else:
-            rule, winner, winner_uid = Rule.NO_CANDIDATE, None, None
+            uid = uids[previous.hotkey]
+            disqualified = (ExclusionReason.NO_IMPROVEMENT, ExclusionReason.VALIDATOR_PERMIT)
+            if (permits and permits[uid]) or any(
+                x.uid == uid and x.reason in disqualified for x in excluded
+            ):
+                rule = Rule.PREVIOUS_EXCLUDED
+            else:
+                rule, winner, winner_uid = Rule.PREVIOUS_KEPT, previous, uid
         return Decision(
             competition=competition.name,
             metric=metric,
@@ -168,13 +187,21 @@ def _candidates(
     results: Sequence[ModelResult],
     uids: Mapping[str, int],
     baseline: float | None,
+    gate_metric: Metric,
+    gate: float | None,
+    permits: tuple[bool, ...],
 ) -> tuple[list[Entrant], tuple[Exclusion, ...]]:
     candidates: list[Entrant] = []
     excluded: list[Exclusion] = []
     for r in results:
         uid = uids[r.hotkey]
         average = r.average(metric)
-        if average is None:
+        gate_average = r.average(gate_metric)
+        if permits and permits[uid]:
+            excluded.append(Exclusion(r.hotkey, uid, ExclusionReason.VALIDATOR_PERMIT))
+        elif gate is not None and (gate_average is None or not gate_average > gate):
+            excluded.append(Exclusion(r.hotkey, uid, ExclusionReason.NO_IMPROVEMENT))
+        elif average is None:
             excluded.append(Exclusion(r.hotkey, uid, ExclusionReason.NO_AVERAGE))
         elif r.block is None:
             excluded.append(Exclusion(r.hotkey, uid, ExclusionReason.NO_BLOCK))
