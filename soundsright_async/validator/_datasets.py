@@ -19,6 +19,7 @@ from ..audio.dataset import DatasetSpec, generate_dataset
 from ..audio.dataset.factory import build_sources
 from ..audio.dataset.manifest import MANIFEST_NAME
 from ..audio.dataset.store import CLEAN_DIR, DEGRADED_DIR
+from ..audio.unprocessed import score_unprocessed
 from ..competitions import get_competition
 from ._context import Services
 
@@ -86,8 +87,8 @@ async def refresh_datasets(svc: Services) -> float | None:
     for name, path in paths.items():
         if name in unprocessed:
             continue
-        score = await svc.pool.score(
-            name, path / CLEAN_DIR, path / DEGRADED_DIR, path / DEGRADED_DIR
+        score = await score_unprocessed(
+            svc.pool, get_competition(name), path / CLEAN_DIR, path / DEGRADED_DIR
         )
         await svc.store.save_unprocessed(epoch.number, name, score.to_dict())
         log.info(

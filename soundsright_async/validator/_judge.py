@@ -54,6 +54,10 @@ async def judge(svc: Services, epoch_number: int) -> None:
         results=results,
         baseline=baseline,
         previous_winners=previous,
+        unprocessed={
+            c: {m: float(r["average"]) for m, r in score.get("metrics", {}).items()}
+            for c, score in (await store.unprocessed(epoch_number)).items()
+        },
         burn_uid=svc.settings.weights.burn_uid,
     )
     input_text = render_json(doc)

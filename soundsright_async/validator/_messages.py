@@ -91,6 +91,7 @@ def judge_input(
     results: Sequence[ResultRow],
     baseline: Mapping[str, Mapping[str, float]],
     previous_winners: Mapping[str, Any],
+    unprocessed: Mapping[str, Mapping[str, float]],
     burn_uid: int | None,
 ) -> dict[str, Any]:
     """The judge's input document (``soundsright judge --input``) for one epoch."""
@@ -120,7 +121,10 @@ def judge_input(
         "baseline": {c: dict(m) for c, m in sorted(baseline.items())},
         "previous_winners": previous_winners,
         "results": {c: sorted(rs, key=lambda x: x["hotkey"]) for c, rs in sorted(by_comp.items())},
+        "unprocessed": {c: dict(m) for c, m in sorted(unprocessed.items())},
+        # Nobody scored: no weights (or the burn uid), never equal weights to every miner.
+        "fallback": "none",
     }
-    if burn_uid is not None and 0 <= burn_uid < len(hotkeys) and not permits[burn_uid]:
-        doc["fallback"] = [burn_uid]
+    if burn_uid is not None and 0 <= burn_uid < len(hotkeys):
+        doc["burn_uid"] = burn_uid
     return doc

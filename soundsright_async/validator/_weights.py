@@ -19,8 +19,11 @@ log = structlog.get_logger(__name__)
 def weights_for(
     judged_hotkeys: list[str], weights: list[float], metagraph: Metagraph
 ) -> dict[int, float]:
-    """uid -> weight for the uids that still hold the hotkey they were judged with."""
+    """uid -> weight for the uids that still hold the hotkey they were judged with (empty when
+    the judge found no payable uid: ``weights`` is then empty)."""
     out: dict[int, float] = {}
+    if not weights:
+        return out
     for uid, (hotkey, w) in enumerate(zip(judged_hotkeys, weights, strict=True)):
         if w <= 0:
             continue
@@ -46,13 +49,14 @@ async def set_weights_step(svc: Services) -> float | None:
             return max(1.0, (due - head.number) * block_time)
     mg = await svc.chain.metagraph()
     state.metagraph = mg
-    weights = weights_for(
-        orjson.loads(input_text)["hotkeys"], orjson.loads(output_text)["weights"], mg
-    )
+    output = orjson.loads(output_text)
+    weights = weights_for(orjson.loads(input_text)["hotkeys"], output["weights"], mg)
     if not weights:
-        await store.record_weights(epoch, head.number, "skipped", "no_payable_uid", {})
+        # The judge paid nobody, or every paid uid changed hands since the judgement.
+        why = "hotkeys_changed" if output["weights"] else "no_payable_uid"
+        await store.record_weights(epoch, head.number, "skipped", why, {})
         state.metrics.weights.labels("skipped").inc()
-        log.warning("weights.nothing_to_set", epoch=epoch, reason="no_payable_uid")
+        log.warning("weights.nothing_to_set", epoch=epoch, reason=why)
         block_time = await svc.chain.block_time()
         return interval * block_time
     result = await svc.chain.set_weights(weights)
