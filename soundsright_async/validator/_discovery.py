@@ -46,35 +46,47 @@ async def discover(svc: Services) -> DiscoveryOutcome:
     known_hotkeys = {hk for hk, _ in known}
     targets = [n for n in mg.neurons if n.endpoint and n.hotkey != state.hotkey]
     limiter = anyio.CapacityLimiter(svc.settings.discovery.concurrency)
-    counts = {"accepted": 0, "rejected": 0}
+    found: list[CandidateRow] = []
+    rejected: list[tuple[int, str, str, int, str, str]] = []
 
     async def one(neuron: Neuron) -> None:
         async with limiter:
             outcome = await _ask(svc, epoch, neuron, commitments.get(neuron.hotkey), known)
-        if outcome is None:
-            return
-        accepted, reason, competition, detail = outcome
-        if accepted:
-            counts["accepted"] += 1
-            return
-        if neuron.hotkey in known_hotkeys:
-            return  # already a candidate this epoch; a later failure changes nothing
-        counts["rejected"] += 1
-        await svc.store.reject(epoch.number, neuron.hotkey, competition, neuron.uid, reason, detail)
+        if isinstance(outcome, CandidateRow):
+            found.append(outcome)
+        elif outcome is not None and neuron.hotkey not in known_hotkeys:
+            # (a candidate stays one for the whole epoch; a later failure changes nothing)
+            reason, competition, detail = outcome
+            rejected.append((epoch.number, neuron.hotkey, competition, neuron.uid, reason, detail))
 
     async with anyio.create_task_group() as tg:
         for neuron in targets:
             tg.start_soon(one, neuron)
-    if counts["accepted"]:
+    # One transaction (one fsync) for the whole pass.
+    inserted = await svc.store.discovered(found, rejected)
+    for c, new in zip(found, inserted, strict=True):
+        if new:
+            state.metrics.discovery.labels("accepted").inc()
+            log.info(
+                "candidate.accepted",
+                epoch=epoch.number,
+                uid=c.uid,
+                hotkey=c.hotkey,
+                competition=c.competition,
+                model=f"{c.namespace}/{c.name}@{c.revision}",
+                commitment_block=c.commitment_block,
+            )
+    accepted = sum(inserted)
+    if accepted:
         state.work.bump()
     log.info(
         "discovery.pass",
         epoch=epoch.number,
         asked=len(targets),
-        accepted=counts["accepted"],
-        rejected=counts["rejected"],
+        accepted=accepted,
+        rejected=len(rejected),
     )
-    return DiscoveryOutcome(len(targets), counts["accepted"], counts["rejected"])
+    return DiscoveryOutcome(len(targets), accepted, len(rejected))
 
 
 async def _ask(
@@ -83,11 +95,11 @@ async def _ask(
     neuron: Neuron,
     commitment: Commitment | None,
     known: set[tuple[str, str]],
-) -> tuple[bool, str, str, str] | None:
-    """``(accepted, reason, competition, detail)`` for one neuron, None when nothing is new."""
+) -> CandidateRow | tuple[str, str, str] | None:
+    """The candidate, or ``(reason, competition, detail)``; None when nothing is new."""
     metrics = svc.state.metrics.discovery
     if neuron.validator_permit:
-        return False, "validator_permit", "*", "validators are not candidates"
+        return "validator_permit", "*", "validators are not candidates"
     assert neuron.endpoint is not None
     d = svc.settings.discovery
     answers: dict[str, ModelResponse] = {}
@@ -120,12 +132,12 @@ async def _ask(
         if errors:
             reason, detail = errors[0]
             metrics.labels(reason).inc()
-            return False, reason, "*", detail
+            return reason, "*", detail
         metrics.labels("no_model").inc()
-        return False, "no_model", "*", "no model for the competitions this validator runs"
+        return "no_model", "*", "no model for the competitions this validator runs"
     data = None if commitment is None else parse_commitment(commitment.data)
     block = None if commitment is None else commitment.block
-    result: tuple[bool, str, str, str] | None = None
+    result: tuple[str, str, str] | None = None
     for competition, answer in sorted(answers.items()):
         if (neuron.hotkey, competition) in known:
             return None
@@ -143,32 +155,18 @@ async def _ask(
         if why is not None:
             metrics.labels(why).inc()
             detail = model if block is None else f"{model}; commitment block {block}"
-            result = result or (False, why, competition, detail)
+            result = result or (why, competition, detail)
             continue
         assert block is not None
-        added = await svc.store.add_candidate(
-            CandidateRow(
-                epoch=epoch.number,
-                hotkey=neuron.hotkey,
-                competition=competition,
-                uid=neuron.uid,
-                namespace=answer.hf_model_namespace,
-                name=answer.hf_model_name,
-                revision=answer.hf_model_revision,
-                commitment_block=block,
-                state="accepted",
-            )
+        return CandidateRow(
+            epoch=epoch.number,
+            hotkey=neuron.hotkey,
+            competition=competition,
+            uid=neuron.uid,
+            namespace=answer.hf_model_namespace,
+            name=answer.hf_model_name,
+            revision=answer.hf_model_revision,
+            commitment_block=block,
+            state="accepted",
         )
-        if added:
-            metrics.labels("accepted").inc()
-            log.info(
-                "candidate.accepted",
-                epoch=epoch.number,
-                uid=neuron.uid,
-                hotkey=neuron.hotkey,
-                competition=competition,
-                model=model,
-                commitment_block=block,
-            )
-        return True, "", competition, ""
     return result

@@ -348,38 +348,50 @@ class Store:
 
     async def add_candidate(self, c: CandidateRow) -> bool:
         """Insert a candidate (and clear its rejection); False when it is already there."""
+        return (await self.discovered([c], []))[0]
+
+    async def discovered(
+        self, candidates: Sequence[CandidateRow], rejections: Sequence[tuple[Any, ...]]
+    ) -> list[bool]:
+        """One discovery pass in one transaction: new candidates (True where inserted) and
+        rejections ``(epoch, hotkey, competition, uid, reason, detail)``."""
         now = self._clock()
 
-        def go(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO candidates (epoch, hotkey, competition, uid, namespace,"
-                " name, revision, commitment_block, state, reason, kind, source, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    c.epoch,
-                    c.hotkey,
-                    c.competition,
-                    c.uid,
-                    c.namespace,
-                    c.name,
-                    c.revision,
-                    c.commitment_block,
-                    c.state,
-                    c.reason,
-                    c.kind,
-                    c.source,
-                    now,
-                    now,
-                ),
-            )
-            if cur.rowcount:
-                conn.execute(
-                    "DELETE FROM rejections WHERE epoch = ? AND hotkey = ? AND competition = ?",
-                    (c.epoch, c.hotkey, c.competition),
-                )
-            return bool(cur.rowcount)
+        def go(conn: sqlite3.Connection) -> list[bool]:
+            for epoch, hotkey, competition, uid, reason, detail in rejections:
+                self._reject(conn, epoch, hotkey, competition, uid, reason, detail, now)
+            return [self._add(conn, c, now) for c in candidates]
 
         return await self.write(go)
+
+    @staticmethod
+    def _add(conn: sqlite3.Connection, c: CandidateRow, now: float) -> bool:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO candidates (epoch, hotkey, competition, uid, namespace,"
+            " name, revision, commitment_block, state, reason, kind, source, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                c.epoch,
+                c.hotkey,
+                c.competition,
+                c.uid,
+                c.namespace,
+                c.name,
+                c.revision,
+                c.commitment_block,
+                c.state,
+                c.reason,
+                c.kind,
+                c.source,
+                now,
+                now,
+            ),
+        )
+        if cur.rowcount:
+            conn.execute(
+                "DELETE FROM rejections WHERE epoch = ? AND hotkey = ?", (c.epoch, c.hotkey)
+            )
+        return bool(cur.rowcount)
 
     async def candidates(self, epoch: int, *states: str) -> list[CandidateRow]:
         sql = "SELECT * FROM candidates WHERE epoch = ?"
@@ -435,18 +447,26 @@ class Store:
     async def reject(
         self, epoch: int, hotkey: str, competition: str, uid: int | None, reason: str, detail: str
     ) -> None:
-        now = self._clock()
+        await self.discovered([], [(epoch, hotkey, competition, uid, reason, detail)])
 
-        def go(c: sqlite3.Connection) -> None:
-            c.execute(
-                "INSERT INTO rejections (epoch, hotkey, competition, uid, reason, detail, at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (epoch, hotkey, competition) DO UPDATE"
-                " SET uid = excluded.uid, reason = excluded.reason, detail = excluded.detail,"
-                " at = excluded.at",
-                (epoch, hotkey, competition, uid, reason, detail[:500], now),
-            )
-
-        await self.write(go)
+    @staticmethod
+    def _reject(
+        c: sqlite3.Connection,
+        epoch: int,
+        hotkey: str,
+        competition: str,
+        uid: int | None,
+        reason: str,
+        detail: str,
+        now: float,
+    ) -> None:
+        c.execute(
+            "INSERT INTO rejections (epoch, hotkey, competition, uid, reason, detail, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (epoch, hotkey, competition) DO UPDATE"
+            " SET uid = excluded.uid, reason = excluded.reason, detail = excluded.detail,"
+            " at = excluded.at",
+            (epoch, hotkey, competition, uid, reason, detail[:500], now),
+        )
 
     async def rejections(self, epoch: int) -> list[dict[str, Any]]:
         rows = await self.read(
