@@ -47,7 +47,11 @@ from soundsright_async.validator.settings import ValidatorSettings
 from soundsright_async.wallet import create_wallet, load_hotkey
 
 REV = "6bab4cf9116d72c1bc4f8e857e7cd5c40795a882"
-COMP = COMPETITIONS[0].name
+
+
+def _competition_of(hotkey: str) -> str:
+    """Miners are spread over the four competitions (``miner-0007`` serves the fourth)."""
+    return COMPETITIONS[int(hotkey.rsplit("-", 1)[-1] or 0) % len(COMPETITIONS)].name
 
 
 def _serve_honest(conn: Any) -> None:
@@ -64,10 +68,13 @@ def _serve_honest(conn: Any) -> None:
 async def _honest_server() -> tuple[web.AppRunner, int]:
     async def handler(request: web.Request) -> web.Response:
         req = decode_message(ModelRequest, await request.read())
-        if req.competition != COMP:
+        if req.competition != _competition_of(request.headers.get("X-Bittensor-Receiver", "")):
             return web.Response(status=404)
         resp = ModelResponse(
-            competition=COMP, hf_model_namespace="ns", hf_model_name="m", hf_model_revision=REV
+            competition=req.competition,
+            hf_model_namespace="ns",
+            hf_model_name="m",
+            hf_model_revision=REV,
         )
         return web.Response(body=encode_message(resp), content_type="application/json")
 
@@ -106,7 +113,7 @@ async def run(neurons: int, silent_share: float, deadline: float) -> dict[str, A
         port = silent_port if i < silent else honest_port
         net.neurons[uid] = replace(net.neurons[uid], endpoint=f"127.0.0.1:{port}")
         digest = commitment_hash(
-            namespace="ns", name="m", revision=REV, hotkey=hk, competition=COMP
+            namespace="ns", name="m", revision=REV, hotkey=hk, competition=_competition_of(hk)
         )
         net.commitments[hk] = (commitment_payload(digest), 10)
     settings = ValidatorSettings.model_validate(

@@ -1,9 +1,11 @@
 """Discovery: ask every neuron with an endpoint which model it enters, and accept the answers
 that match their chain commitments made before the epoch started.
 
-One pass sends a signed ``POST /v3/model`` per neuron and competition, all at once up to
-``[discovery] concurrency`` neurons, each call under its own total deadline, so a pass over 256
-neurons with silent ones takes about one deadline (the reference asked one after another). A
+One pass asks every neuron at once (up to ``[discovery] concurrency`` neurons), each with signed
+``POST /v3/model`` calls for the competitions this validator runs in turn until one answers (a
+miner serves one competition; 404 means "not this one"), each call under its own total deadline.
+A neuron that is unreachable is not asked again in the pass, so a pass over 256 neurons with
+silent ones takes about one deadline (the reference asked one after another). A
 hotkey's rejection is recorded with its reason until it becomes a candidate; a candidate stays a
 candidate for the whole epoch.
 """
@@ -105,10 +107,12 @@ async def _ask(
     answers: dict[str, ModelResponse] = {}
     errors: list[tuple[str, str]] = []
 
-    async def ask(competition: str) -> None:
+    # A miner serves one competition: ask for each in turn until one answers. A neuron that is
+    # unreachable or refuses us is not asked again this pass (a silent one costs one deadline).
+    for competition in svc.state.competitions:
         try:
             answer = await svc.client.call(
-                neuron.endpoint or "",
+                neuron.endpoint,
                 MODEL_PATH,
                 ModelRequest(competition=competition),
                 ModelResponse,
@@ -117,17 +121,16 @@ async def _ask(
             )
         except PeerRejectedError as exc:
             errors.append(("refused", exc.problem))
+            break
         except PeerProtocolError as exc:
             errors.append(("bad_answer", exc.problem))
+            break
         except PeerError as exc:
             errors.append(("unreachable", exc.problem))
-        else:
-            if answer is not None:
-                answers[competition] = answer
-
-    async with anyio.create_task_group() as tg:
-        for competition in svc.state.competitions:
-            tg.start_soon(ask, competition)
+            break
+        if answer is not None:
+            answers[competition] = answer
+            break
     if not answers:
         if errors:
             reason, detail = errors[0]
