@@ -47,7 +47,10 @@ def _status(port: int) -> dict[str, Any] | None:
 
 
 def _rows(db: Path, sql: str, *params: object) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    except sqlite3.OperationalError:
+        return []  # not created yet
     conn.row_factory = sqlite3.Row
     try:
         return conn.execute(sql, params).fetchall()

@@ -197,6 +197,7 @@ revision = "{m.revision}"
         owner: str,
         bridge_prefix: str = "srbx",
         run_slots: int = 1,
+        enhance_timeout_s: float = 120.0,
         baseline: list[tuple[str, Path]] = (),  # type: ignore[assignment]
         extra: str = "",
     ) -> Path:
@@ -245,7 +246,7 @@ memory_mb = 2048
 cpus = 1.0
 tmpfs_mb = 256
 status_timeout_s = 60.0
-enhance_timeout_s = 120.0
+enhance_timeout_s = {enhance_timeout_s}
 
 [[sandbox.engines]]
 name = "local"
