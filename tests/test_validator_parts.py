@@ -316,3 +316,86 @@ async def test_changes_wakes_waiters() -> None:
         changes.bump()
     assert got == [1]
     assert await changes.wait_newer(0, 0.01) == 1
+
+
+# -- reporting -----------------------------------------------------------------------------------
+
+
+async def test_reporting_writes_the_audit_log_once_and_posts_it_signed(tmp_path: Path) -> None:
+    from typing import Any, cast
+
+    from aiohttp import web
+    from bittensor import http_auth as ha
+
+    from soundsright_async.validator._context import Services
+    from soundsright_async.validator._reporting import AUDIT_NAME, Reporter
+    from soundsright_async.validator._state import ValidatorState
+    from soundsright_async.validator.settings import ValidatorSettings
+    from soundsright_async.wallet import create_wallet, load_hotkey
+
+    create_wallet("val", "default", tmp_path / "w")
+    key = load_hotkey("val", "default", tmp_path / "w")
+    got: list[tuple[str, bytes]] = []
+    answers = [503, 201]
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        caller = ha.verify(
+            request.headers,
+            body,
+            method="POST",
+            path=request.path_qs,
+            self_hotkey_ss58=key.ss58_address,
+        )
+        got.append((caller.hotkey_ss58, body))
+        return web.Response(status=answers.pop(0))
+
+    app = web.Application()
+    app.router.add_post("/v1/epochs", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    now = [1000.0]
+    store = await Store(tmp_path / "v.sqlite", clock=lambda: now[0]).open()
+    settings = ValidatorSettings.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "reporting": {"url": f"http://127.0.0.1:{port}/v1/epochs", "retry_backoff_s": 5.0},
+        }
+    )
+    state = ValidatorState(
+        hotkey=key.ss58_address, clock=EpochClock(10), competitions=(COMP,), now=lambda: now[0]
+    )
+    svc = Services(
+        settings=settings,
+        secrets=cast(Any, None),
+        hotkey=key,
+        chain=cast(Any, None),
+        store=store,
+        state=state,
+        client=cast(Any, None),
+        pool=cast(Any, None),
+        runner=cast(Any, None),
+        models=cast(Any, None),
+        judge_requests=cast(Any, None),
+    )
+    reporter = Reporter(svc)
+    try:
+        await store.record_epoch(4, start_block=40, end_block=50, start_hash="0x4", seed=9)
+        await store.save_judgement(4, '{"hotkeys": []}\n', '{"weights": []}\n', [])
+        await reporter.step()  # audit logged; the server answers 503: retried later
+        await reporter.step()  # not due yet: nothing sent
+        now[0] += 5.0
+        await reporter.step()  # 201
+        await reporter.step()  # done: nothing more
+    finally:
+        await reporter.aclose()
+        await store.aclose()
+        await runner.cleanup()
+    lines = (tmp_path / AUDIT_NAME).read_bytes().splitlines()
+    assert len(lines) == 1
+    record = orjson.loads(lines[0])
+    assert (record["epoch"], record["seed"], record["judge_output"]) == (4, 9, {"weights": []})
+    assert [(hk, body) for hk, body in got] == [(key.ss58_address, lines[0])] * 2
