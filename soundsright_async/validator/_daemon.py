@@ -25,6 +25,8 @@ images), the engines and pool close, and the store closes last.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -122,9 +124,17 @@ class Validator:
         self._stop_requested = False
 
     def stop(self) -> None:
-        """Ask the daemon to shut down (idempotent, safe from a signal handler)."""
+        """Ask the daemon to shut down (idempotent, safe from a signal handler). In a process
+        that owns its signals, a shutdown that overruns ``shutdown_timeout_s`` (an engine that
+        no longer answers, say) ends the process (exit 1) rather than hang until systemd kills
+        it; everything finished is in the store already."""
         if not self._stop_requested:
             log.info("validator.stopping")
+            if self.handle_signals:
+                limit = self.settings.daemon.shutdown_timeout_s
+                timer = threading.Timer(limit, _overrun, args=(limit,))
+                timer.daemon = True
+                timer.start()
         self._stop_requested = True
         if self._stop is not None:
             self._stop.set()
@@ -385,6 +395,11 @@ async def _close_later(close: Callable[[], Awaitable[None]]) -> None:
     finally:
         with anyio.move_on_after(5, shield=True):
             await close()
+
+
+def _overrun(limit: float) -> None:
+    log.error("validator.shutdown_overrun", timeout_s=limit, hint="exiting without cleanup")
+    os._exit(1)
 
 
 def _in_loop() -> bool:
