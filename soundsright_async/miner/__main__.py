@@ -8,17 +8,15 @@ and configures logging. Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT) or
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import structlog
-
 from .._exceptions import ConfigError
-from ..cli._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, print_json
+from ..cli._common import EXIT_OK, EXIT_USAGE, print_json
 from ..logs import configure_logging
+from ..runtime._node import run_main
 from ._setup import MinerSetup, prepare, run_daemon
 
 __all__ = ["main"]
@@ -54,12 +52,6 @@ def _summary(setup: MinerSetup) -> dict[str, object]:
     }
 
 
-def _first_leaf(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -76,18 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     log_settings = setup.settings.logging
     configure_logging(log_settings.format, log_settings.level)
-    try:
-        asyncio.run(run_daemon(setup, env=os.environ))
-    except Exception as exc:  # the daemon could not start (port in use, ...) or a bug
-        leaf = _first_leaf(exc)
-        print(f"{PROG}: failed: {leaf}", file=sys.stderr)
-        structlog.get_logger(__name__).error(
-            "miner.failed",
-            error=repr(leaf),
-            exc_info=leaf if not isinstance(leaf, OSError) else None,
-        )
-        return EXIT_FAILED
-    return EXIT_OK
+    return run_main(PROG, "miner", lambda: run_daemon(setup, env=os.environ))
 
 
 if __name__ == "__main__":

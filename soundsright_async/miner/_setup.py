@@ -7,7 +7,6 @@ runs the ``Miner`` and closes the chain within a deadline.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ from ..chain._values import format_endpoint
 from ..config import MinerSettings, load_miner_settings
 from ..protocol import commitment_hash
 from ..runtime import SdNotifier
-from ..wallet import Hotkey, WalletError, load_hotkey_from
+from ..runtime._node import check_node
+from ..wallet import Hotkey
 from ._daemon import Miner
 
 __all__ = ["MinerSetup", "prepare", "run_daemon"]
@@ -55,26 +55,7 @@ def prepare(config: Path) -> MinerSetup:
         )
     port = srv.external_port or srv.port
     endpoint = format_endpoint(ip, port) if port else f"{ip}:<bound port>"
-    chain = settings.chain
-    path = chain.localnet_path
-    if chain.network == "localnet" and path is not None and not path.is_file():
-        raise ConfigError(
-            f"no localnet file at {path} (create it with `soundsright localnet init`)",
-            file=file,
-            key="chain.localnet_path",
-        )
-    try:
-        hotkey = load_hotkey_from(settings.wallet)
-    except WalletError as exc:
-        raise ConfigError(str(exc), file=file, key="wallet") from None
-    try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot create {settings.data_dir}: {exc.strerror}", file=file, key="data_dir"
-        ) from None
-    if not os.access(settings.data_dir, os.W_OK | os.X_OK):
-        raise ConfigError(f"{settings.data_dir} is not writable", file=file, key="data_dir")
+    hotkey = check_node(settings, file)
     m = settings.model
     commitment = commitment_hash(
         namespace=m.namespace,

@@ -9,17 +9,15 @@ config problem (one line; systemd does not restart it: ``RestartPreventExitStatu
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import structlog
-
 from .._exceptions import ConfigError
-from ..cli._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, print_json
+from ..cli._common import EXIT_OK, EXIT_USAGE, print_json
 from ..logs import configure_logging
+from ..runtime._node import run_main
 
 __all__ = ["main"]
 
@@ -40,12 +38,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="with --check: print the summary as JSON")
     return p
-
-
-def _first_leaf(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,18 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     log_settings = setup.settings.logging
     configure_logging(log_settings.format, log_settings.level)
-    try:
-        asyncio.run(run_daemon(setup, env=os.environ))
-    except Exception as exc:  # the daemon could not start (port in use, store unreadable) or a bug
-        leaf = _first_leaf(exc)
-        print(f"{PROG}: failed: {leaf}", file=sys.stderr)
-        structlog.get_logger(__name__).error(
-            "validator.failed",
-            error=repr(leaf),
-            exc_info=leaf if not isinstance(leaf, OSError) else None,
-        )
-        return EXIT_FAILED
-    return EXIT_OK
+    return run_main(PROG, "validator", lambda: run_daemon(setup, env=os.environ))
 
 
 if __name__ == "__main__":

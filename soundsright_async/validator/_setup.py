@@ -7,7 +7,6 @@ localnet file, a writable data dir, a git hub path. ``run_daemon`` opens the cha
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,8 @@ from .._exceptions import ConfigError
 from ..chain import open_chain
 from ..config import Secrets
 from ..runtime import SdNotifier
-from ..wallet import Hotkey, WalletError, load_hotkey_from
+from ..runtime._node import check_node
+from ..wallet import Hotkey
 from ._daemon import Validator
 from .settings import ValidatorSettings, load_validator_settings
 
@@ -41,26 +41,7 @@ def prepare(config: Path, env: Mapping[str, str] | None = None) -> ValidatorSetu
     """Everything the daemon needs before it starts; ``ConfigError`` (one line) otherwise."""
     settings, secrets = load_validator_settings(config, env)
     file = str(config)
-    chain = settings.chain
-    path = chain.localnet_path
-    if chain.network == "localnet" and path is not None and not path.is_file():
-        raise ConfigError(
-            f"no localnet file at {path} (create it with `soundsright localnet init`)",
-            file=file,
-            key="chain.localnet_path",
-        )
-    try:
-        hotkey = load_hotkey_from(settings.wallet)
-    except WalletError as exc:
-        raise ConfigError(str(exc), file=file, key="wallet") from None
-    try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot create {settings.data_dir}: {exc.strerror}", file=file, key="data_dir"
-        ) from None
-    if not os.access(settings.data_dir, os.W_OK | os.X_OK):
-        raise ConfigError(f"{settings.data_dir} is not writable", file=file, key="data_dir")
+    hotkey = check_node(settings, file)
     for i, b in enumerate(settings.baseline.models):
         if b.path is not None and not (b.path / "Dockerfile").is_file():
             raise ConfigError(
