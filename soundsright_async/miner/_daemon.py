@@ -32,11 +32,11 @@ from ..runtime import (
     Backoff,
     SdNotifier,
     TaskStatus,
-    every,
+    periodic,
     ping_watchdog,
     serve_app,
+    start_supervised,
     stop_on_signals,
-    supervise,
 )
 from ..wallet import Hotkey
 from ._commitment import check_commitment
@@ -109,35 +109,28 @@ class Miner:
     async def _supervised(
         self, tg: TaskGroup, name: str, fn: Callable[[TaskStatus], Awaitable[None]]
     ) -> Any:
-        return await tg.start(
-            lambda task_status: supervise(
-                name,
-                fn,
-                backoff=self._restart_backoff(),
-                on_crash=self.state.task_crashed,
-                on_run=self.state.task_running,
-                task_status=task_status,
-            ),
-            name=name,
+        return await start_supervised(
+            tg,
+            name,
+            fn,
+            backoff=self._restart_backoff(),
+            on_crash=self.state.task_crashed,
+            on_run=self.state.task_running,
         )
 
     def _loop(
         self, name: str, step: Callable[[], Awaitable[float | None]], interval: float, **kw: Any
     ) -> Callable[[TaskStatus], Awaitable[None]]:
-        async def run(status: TaskStatus) -> None:
-            status.started()
-            await every(
-                name,
-                step,
-                interval=interval,
-                backoff=self._retry_backoff(),
-                retry_on=(ChainError,),
-                on_success=self.state.task_running,
-                on_retry=self._step_failed,
-                **kw,
-            )
-
-        return run
+        return periodic(
+            name,
+            step,
+            interval=interval,
+            backoff=self._retry_backoff(),
+            retry_on=(ChainError,),
+            on_success=self.state.task_running,
+            on_retry=self._step_failed,
+            **kw,
+        )
 
     def _step_failed(self, name: str, exc: Exception) -> None:
         self.state.task_running(name)

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from ._board import LoopLag, TaskBoard, TaskInfo, watch_loop_lag
 from ._notify import SdNotifier, ping_watchdog
-from ._periodic import RetryLater, every
+from ._periodic import RetryLater, every, periodic
 from ._serve import serve_app
 from ._signals import stop_on_signals
-from ._tasks import Backoff, Changes, TaskStatus, supervise
+from ._tasks import Backoff, Changes, TaskStatus, start_supervised, supervise
 
 __all__ = [
     "Backoff",
@@ -30,8 +30,10 @@ __all__ = [
     "TaskInfo",
     "TaskStatus",
     "every",
+    "periodic",
     "ping_watchdog",
     "serve_app",
+    "start_supervised",
     "stop_on_signals",
     "supervise",
     "watch_loop_lag",

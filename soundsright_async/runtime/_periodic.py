@@ -9,13 +9,14 @@ Anything else is a bug and crashes the task, which its supervisor logs and resta
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 import structlog
 
-from ._tasks import Backoff
+from ._tasks import Backoff, TaskStatus
 
-__all__ = ["RetryLater", "every"]
+__all__ = ["RetryLater", "every", "periodic"]
 
 log = structlog.get_logger(__name__)
 
@@ -78,3 +79,17 @@ async def every(
             await wait(interval if delay is None else delay)
             continue
         await anyio.sleep(delay)
+
+
+def periodic(
+    name: str,
+    step: Callable[[], Awaitable[float | None]],
+    **every_kwargs: Any,
+) -> Callable[[TaskStatus], Awaitable[None]]:
+    """A supervisable task body: ready at once, then ``every(name, step, **every_kwargs)``."""
+
+    async def run(status: TaskStatus) -> None:
+        status.started()
+        await every(name, step, **every_kwargs)
+
+    return run

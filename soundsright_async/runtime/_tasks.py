@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Protocol
 
 import anyio
 import structlog
+from anyio.abc import TaskGroup
 from anyio.abc import TaskStatus as _AnyioTaskStatus
 
-__all__ = ["Backoff", "Changes", "TaskStatus", "supervise"]
+__all__ = ["Backoff", "Changes", "TaskStatus", "start_supervised", "supervise"]
 
 log = structlog.get_logger(__name__)
 
@@ -100,6 +102,21 @@ async def supervise(
         else:
             log.error("task.crashed", task=name, restart_in_s=delay, exc_info=error)
         await anyio.sleep(delay)
+
+
+async def start_supervised(
+    tg: TaskGroup,
+    name: str,
+    fn: Callable[[TaskStatus], Awaitable[None]],
+    *,
+    backoff: Backoff,
+    on_crash: Callable[[str], None] = lambda _: None,
+    on_run: Callable[[str], None] = lambda _: None,
+) -> Any:
+    """Start ``supervise(name, fn)`` in ``tg`` and return the value ``fn`` reports when ready."""
+    return await tg.start(
+        partial(supervise, name, fn, backoff=backoff, on_crash=on_crash, on_run=on_run), name=name
+    )
 
 
 class Changes:

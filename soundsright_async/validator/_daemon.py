@@ -46,11 +46,11 @@ from ..runtime import (
     Changes,
     SdNotifier,
     TaskStatus,
-    every,
+    periodic,
     ping_watchdog,
     serve_app,
+    start_supervised,
     stop_on_signals,
-    supervise,
     watch_loop_lag,
 )
 from ..sandbox import ModelCache, ModelSourceError
@@ -268,16 +268,13 @@ class Validator:
     ) -> Any:
         board = self.state.board
         board.register(name, max_age_s=max_age_s)
-        return await tg.start(
-            lambda task_status: supervise(
-                name,
-                fn,
-                backoff=self._restart_backoff(),
-                on_crash=board.crashed,
-                on_run=board.running,
-                task_status=task_status,
-            ),
-            name=name,
+        return await start_supervised(
+            tg,
+            name,
+            fn,
+            backoff=self._restart_backoff(),
+            on_crash=board.crashed,
+            on_run=board.running,
         )
 
     def _loop(
@@ -288,21 +285,16 @@ class Validator:
         wait: Callable[[float], Awaitable[object]] = anyio.sleep,
     ) -> Callable[[TaskStatus], Awaitable[None]]:
         board = self.state.board
-
-        async def run(status: TaskStatus) -> None:
-            status.started()
-            await every(
-                name,
-                step,
-                interval=interval,
-                backoff=self._retry_backoff(),
-                retry_on=_RETRY_ON,
-                wait=wait,
-                on_success=board.tick,
-                on_retry=board.failed,
-            )
-
-        return run
+        return periodic(
+            name,
+            step,
+            interval=interval,
+            backoff=self._retry_backoff(),
+            retry_on=_RETRY_ON,
+            wait=wait,
+            on_success=board.tick,
+            on_retry=board.failed,
+        )
 
     async def _start_all(self, tg: TaskGroup, svc: Services) -> None:
         s, state = self.settings, self.state
