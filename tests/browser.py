@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +190,20 @@ def artifacts_dir() -> Path:
     ``SOUNDSRIGHT_TEST_ARTIFACTS``)."""
     default = Path(__file__).resolve().parent / "artifacts"
     return Path(os.environ.get("SOUNDSRIGHT_TEST_ARTIFACTS", default))
+
+
+def launch_browser() -> Iterator[Browser]:
+    """For a module-scoped fixture: a running Chromium, or a skip that says why it cannot run."""
+    import pytest
+
+    exe = find_chromium()
+    if exe is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    try:
+        b = Browser(exe)
+    except RuntimeError as exc:
+        pytest.skip(f"chromium is installed but cannot start here: {exc}")
+    try:
+        yield b
+    finally:
+        b.close()
