@@ -75,6 +75,10 @@ def _open(kind: str, title: str, width: int, height: int, count: int) -> str:
     )
 
 
+def _cls(base: str, extra: str) -> str:
+    return escape(f"{base} {extra}" if extra else base)
+
+
 def _label(text: str, y: float) -> str:
     short = text if len(text) <= 30 else text[:29] + "…"
     return (
@@ -128,7 +132,7 @@ def bar_chart(
             )
         tip = f"{b.label}: {fmt(b.value)}{ci}{' · ' + b.note if b.note else ''}"
         out.append(
-            f'<rect class="bar {escape(b.cls)}" x="{_n(x0)}" y="{_n(y + 4)}" width="{_n(w)}" '
+            f'<rect class="{_cls("bar", b.cls)}" x="{_n(x0)}" y="{_n(y + 4)}" width="{_n(w)}" '
             f'height="{ROW - 8}" data-value="{b.value!r}"><title>{escape(tip)}</title></rect>'
             + whisker
         )
@@ -261,7 +265,7 @@ def strip_chart(
         for v in r.values:
             px = x(v) if math.isfinite(v) else x.x0
             out.append(
-                f'<circle class="pt {escape(r.cls)}" cx="{_n(px)}" cy="{_n(cy)}" r="3" '
+                f'<circle class="{_cls("pt", r.cls)}" cx="{_n(px)}" cy="{_n(cy)}" r="3" '
                 f'data-value="{v!r}"><title>{fmt(v)}</title></circle>'
             )
         if good:
