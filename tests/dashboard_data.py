@@ -165,6 +165,10 @@ async def build(
         for uid in (1, 2, 3):
             await store.add_candidate(candidate(uid, "accepted"))
         await store.add_candidate(candidate(4, "accepted"))
+        for uid in (1, 2, 3):
+            await store.set_candidate(
+                EPOCH, HOTKEYS[uid], COMP, state="running", content_hash=f"hash{uid}"
+            )
         await store.save_result(
             result(1, passed=True, steps=STEPS_OK, metrics=dataset_score((2.4, 2.6), (0.78, 0.82)))
         )

@@ -182,6 +182,7 @@ async def test_routes_headers_and_status_additions(tmp_path: Path) -> None:
             assert r.status == 200
             assert r.headers["Content-Type"] == "text/html; charset=utf-8"
             assert r.headers["Content-Security-Policy"] == CSP
+            assert r.headers["Content-Encoding"] in {"gzip", "deflate"}
             page = await r.text()
         assert '<script src="static/app.js" defer></script>' in page
         assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing from outside

@@ -8,6 +8,7 @@ import base64
 import re
 import shutil
 from collections.abc import Iterator
+from html import unescape
 from pathlib import Path
 
 import anyio
@@ -65,6 +66,21 @@ async def test_report_of_a_judged_epoch(tmp_path: Path) -> None:
     assert "DENOISING_16000HZ: 0000.wav" in html
     assert "PESQ winner uid 1: 2.4 on this file (unprocessed 1.7)" in html
     assert "ESTOI winner uid 1: 0.78 on this file (unprocessed 0.58)" in html
+
+
+async def test_report_shows_the_winners_kept_sample(tmp_path: Path) -> None:
+    ds = dd.write_dataset(tmp_path / "dataset")
+    samples = tmp_path / "samples"
+    (samples / "7" / dd.COMP).mkdir(parents=True)
+    shutil.copyfile(ds / "clean" / "0000.wav", samples / "7" / dd.COMP / "hash1.wav")
+    store, _ = await dd.build(tmp_path / "validator.sqlite", "full", ds)
+    try:
+        out = await build_report(store, dd.EPOCH, tmp_path / "out", samples)
+    finally:
+        await store.aclose()
+    html = out.read_text()
+    captions = [unescape(c) for c in re.findall(r'<img alt="([^"]+) spectrogram"', html)]
+    assert captions == ["degraded input", "winner's output (uid 1, PESQ winner)", "clean reference"]
 
 
 async def test_report_when_the_dataset_is_gone_and_every_model_failed(tmp_path: Path) -> None:

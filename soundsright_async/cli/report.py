@@ -16,6 +16,8 @@ from ._common import EXIT_OK
 __all__ = ["register"]
 
 STORE_FILE = "validator.sqlite"
+SAMPLES_DIR = "samples"
+"""Where a runner that keeps one enhanced file per result puts it (docs/dashboard.md)."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     async def go() -> Path:
         store = await Store(db).open()
         try:
-            return await build_report(store, args.epoch, args.out.expanduser())
+            return await build_report(
+                store, args.epoch, args.out.expanduser(), data_dir / SAMPLES_DIR
+            )
         finally:
             await store.aclose()
 

@@ -37,8 +37,11 @@ from ._store import Store
 __all__ = ["build_report", "render_report", "report_document"]
 
 
-async def report_document(store: Store, number: int) -> dict[str, Any]:
-    """Everything the report shows, read from the store (per-file scores included)."""
+async def report_document(
+    store: Store, number: int, samples_dir: Path | None = None
+) -> dict[str, Any]:
+    """Everything the report shows, read from the store (per-file scores included).
+    ``samples_dir`` holds enhanced samples kept by the runner, when it keeps them."""
     epoch = await store.epoch(number)
     if epoch is None:
         known = [e.number for e in await store.epochs()]
@@ -73,6 +76,7 @@ async def report_document(store: Store, number: int) -> dict[str, Any]:
             (r.hotkey, r.competition): (r.metrics or {}).get("metrics", {}) for r in results
         },
         "unprocessed_per_file": {c: m.get("metrics", {}) for c, m in unprocessed.items()},
+        "samples_dir": None if samples_dir is None else str(samples_dir),
     }
 
 
@@ -129,8 +133,12 @@ def _spectrograms(doc: Mapping[str, Any], max_seconds: float = 6.0) -> str:
             continue
         name = names[0]
         figs = []
-        for label, d in (("degraded input", degraded_dir), ("clean reference", clean_dir)):
-            data, rate = sf.read(str(d / name), dtype="float64", always_2d=False)
+        sources = [("degraded input", degraded_dir / name), ("clean reference", clean_dir / name)]
+        sample = _winner_sample(doc, comp)
+        if sample is not None:
+            sources.insert(1, sample)
+        for label, wav in sources:
+            data, rate = sf.read(str(wav), dtype="float64", always_2d=False)
             data = np.asarray(data)[: int(rate * max_seconds)]
             figs.append(
                 f'<figure><img alt="{escape(label)} spectrogram" class="spec" '
@@ -158,6 +166,25 @@ def _spectrograms(doc: Mapping[str, Any], max_seconds: float = 6.0) -> str:
         "keep enhanced outputs, so this shows what the models were given and what they were "
         f"scored against.</p>{body}</section>"
     )
+
+
+def _winner_sample(doc: Mapping[str, Any], comp: str) -> tuple[str, Path] | None:
+    """The enhanced sample the runner kept for the winner of the competition's first metric:
+    ``SAMPLES/<epoch>/<competition>/<content_hash>.wav`` (see docs/dashboard.md)."""
+    samples, by_metric = (
+        doc.get("samples_dir"),
+        ((doc.get("latest_judgement") or {}).get("winners") or {}).get(comp) or {},
+    )
+    order = metric_order(comp, by_metric)
+    if not samples or not order:
+        return None
+    hotkey = by_metric[order[0]].get("hotkey")
+    for c in doc["candidates"]:
+        if c["hotkey"] == hotkey and c["competition"] == comp and c.get("content_hash"):
+            path = Path(samples) / str(doc["epoch"]["number"]) / comp / f"{c['content_hash']}.wav"
+            if path.is_file():
+                return f"winner's output (uid {c['uid']}, {order[0]} winner)", path
+    return None
 
 
 def _f(v: float | None) -> str:
@@ -215,9 +242,11 @@ def render_report(doc: Mapping[str, Any], *, spectrograms: bool = True) -> str:
     return standalone_page(f"SoundsRight epoch {number}", body, subtitle="validator report")
 
 
-async def build_report(store: Store, number: int, out: Path) -> Path:
+async def build_report(
+    store: Store, number: int, out: Path, samples_dir: Path | None = None
+) -> Path:
     """Write ``out/epoch-N.html``; the path written."""
-    doc = await report_document(store, number)
+    doc = await report_document(store, number, samples_dir)
     text = await anyio.to_thread.run_sync(render_report, doc)
     target = out / f"epoch-{number}.html"
 

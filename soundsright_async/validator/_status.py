@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -178,7 +178,7 @@ def status_app(state: ValidatorState, store: Store, *, refresh_s: float = 5.0) -
             headers={"Content-Type": CONTENT_TYPE_LATEST},
         )
 
-    async def render(fn: Any) -> str:
+    async def render(fn: Callable[[dict[str, Any]], str]) -> str:
         doc = await status_report(state, store)
         text: str = await anyio.to_thread.run_sync(fn, doc)
         return text
@@ -213,7 +213,7 @@ def status_app(state: ValidatorState, store: Store, *, refresh_s: float = 5.0) -
 
 
 def _html(text: str) -> web.Response:
-    return web.Response(
+    resp = web.Response(
         text=text,
         content_type="text/html",
         headers={
@@ -223,3 +223,5 @@ def _html(text: str) -> web.Response:
             "Referrer-Policy": "no-referrer",
         },
     )
+    resp.enable_compression()  # when the client accepts it: the panel is ~2.6 kB per candidate
+    return resp
