@@ -189,11 +189,10 @@ def stacked_bars(
 ) -> str:
     """One horizontal bar per model, a ``<rect class="seg">`` per step in order, widths
     proportional to seconds on a common scale; a failed step is outlined (class ``fail``)."""
-    top = 4
-    height = top + ROW * max(len(rows), 1) + 34
+    top = 18
     totals = [sum(max(s.seconds, 0.0) for s in segs) for _, segs in rows]
     x = Scale.over(totals, LABEL_W, width - VALUE_W)
-    out = [_open("timeline", title, width, height, sum(len(s) for _, s in rows))]
+    out: list[str] = []
     seen: list[str] = []
     for i, (label, segs) in enumerate(rows):
         y = top + i * ROW
@@ -222,13 +221,16 @@ def stacked_bars(
             f'height="10"/><text class="tick" x="{_n(lx + 13)}" y="{_n(ly)}">{escape(step)}</text>'
         )
         lx += 18 + 7 * len(step)
-        if lx > width - 60:
+        if lx > width - 80:
             lx, ly = float(LABEL_W), ly + 14
+    height = int(ly + 6 if lx > LABEL_W else ly - 8)
     out.append(
-        f'<text class="tick" x="{_n(x.x1)}" y="{height - 2}" text-anchor="end">'
+        f'<text class="tick" x="{LABEL_W}" y="{top - 6}">0 s</text>'
+        f'<text class="tick" x="{_n(x.x1)}" y="{top - 6}" text-anchor="end">'
         f"{fmt(x.hi, 3)} s</text></svg>"
     )
-    return "".join(out)
+    count = sum(len(s) for _, s in rows)
+    return _open("timeline", title, width, height, count) + "".join(out)
 
 
 @dataclass(frozen=True, slots=True)
