@@ -128,7 +128,7 @@ def _spectrograms(doc: Mapping[str, Any], max_seconds: float = 6.0) -> str:
         if not names:
             parts.append(
                 f"<h3>{escape(comp)}</h3><p class='empty'>the dataset ({escape(path)}) is no "
-                "longer on disk: the validator keeps it only while the epoch is current</p>"
+                "longer on disk: the validator keeps it only until the epoch is judged</p>"
             )
             continue
         name = names[0]
@@ -162,9 +162,9 @@ def _spectrograms(doc: Mapping[str, Any], max_seconds: float = 6.0) -> str:
         )
     body = "".join(parts) or '<p class="empty">no datasets recorded for this epoch</p>'
     return (
-        '<section id="spectrograms"><h2>Sample file spectrograms</h2><p>The runner does not '
-        "keep enhanced outputs, so this shows what the models were given and what they were "
-        f"scored against.</p>{body}</section>"
+        '<section id="spectrograms"><h2>Sample file spectrograms</h2><p>What the models were '
+        "given and what they were scored against, and the winner's enhanced output when the "
+        f"runner kept a sample of it.</p>{body}</section>"
     )
 
 
