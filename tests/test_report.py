@@ -115,6 +115,10 @@ def test_report_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "no epoch 8 in" in capsys.readouterr().err
     assert main(["report", "--epoch", "7", "--data-dir", str(tmp_path / "nowhere")]) == 2
     assert "no validator state file there" in capsys.readouterr().err
+    config = tmp_path / "validator.toml"
+    config.write_text(f'netuid = 1\ndata_dir = "{tmp_path / "data"}"\n')
+    assert main(["report", "--epoch", "7", "--config", str(config), "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "epoch-7.html")
 
 
 async def test_report_pages_in_chromium(browser: Browser, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ self-contained documents (epoch report, miner Feedback view) that inline the sam
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from html import escape
 from importlib import resources
@@ -24,7 +25,9 @@ STATIC: dict[str, str] = {"style.css": "text/css", "app.js": "text/javascript"}
 """The only files ``/static/`` serves (name -> content type)."""
 
 
+@functools.cache
 def static_asset(name: str) -> bytes:
+    """A file under ``static/`` (read once: the status server serves it from memory)."""
     if name not in STATIC:
         raise KeyError(name)
     return resources.files(__package__).joinpath("static", name).read_bytes()
