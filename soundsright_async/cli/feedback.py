@@ -8,7 +8,7 @@ from typing import Any
 
 from .._exceptions import InputError
 from ..config import load_miner_settings
-from ..miner.feedback import read_records, summarize
+from ..miner.feedback import FeedbackRecord, read_records, summarize
 from ._common import EXIT_OK, print_json
 
 __all__ = ["register"]
@@ -31,6 +31,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     where.add_argument("--data-dir", type=Path, metavar="DIR", help="the miner's data dir")
     s.add_argument("--json", action="store_true")
+    s.add_argument(
+        "--html",
+        action="store_true",
+        help="write an HTML page of every epoch's scores against the winners (see --out)",
+    )
+    s.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="with --html: the file to write (default: DATA_DIR/feedback.html)",
+    )
     s.set_defaults(handler=run)
 
 
@@ -79,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     if not directory.is_dir():
         raise InputError(f"{directory}: no such directory (the miner's data_dir)")
     records, skipped, files = read_records(directory)
+    if args.html:
+        return _write_html(records, directory, args.out)
     summary = {
         "data_dir": str(directory),
         "files": [str(f) for f in files],
@@ -89,4 +102,16 @@ def run(args: argparse.Namespace) -> int:
         print_json(summary)
     else:
         _print(summary, directory)
+    return EXIT_OK
+
+
+def _write_html(records: list[FeedbackRecord], directory: Path, out: Path | None) -> int:
+    from ..dashboard.feedback import feedback_page
+
+    target = (out or directory / "feedback.html").expanduser()
+    try:
+        target.write_text(feedback_page(records, source=str(directory)), encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{target}: cannot write ({exc.strerror})") from None
+    print(target)
     return EXIT_OK

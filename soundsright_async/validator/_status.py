@@ -6,20 +6,39 @@
   and reason, rejections, the latest winners and weights, weight attempts, the Feedback queue.
 * ``GET /metrics``: Prometheus text (results by outcome, step durations, queue depths, loop lag,
   weight attempts, discovery answers, Feedback deliveries).
+* ``GET /``: the dashboard (HTML + server-rendered SVG of ``/status``); ``GET /panel`` is its
+  body, which ``/static/app.js`` re-fetches every few seconds; ``GET /static/{style.css,app.js}``.
+  Strict CSP: nothing but the page's own origin (docs/dashboard.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
+import anyio
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..dashboard import STATIC, dashboard_page, panel, static_asset
 from ._state import ValidatorState
 from ._store import Store
 
-__all__ = ["health_report", "status_app", "status_report"]
+__all__ = [
+    "candidates_doc",
+    "health_report",
+    "judgement_doc",
+    "status_app",
+    "status_report",
+    "summary",
+]
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 def health_report(state: ValidatorState) -> dict[str, Any]:
@@ -60,53 +79,87 @@ async def status_report(state: ValidatorState, store: Store) -> dict[str, Any]:
             "start_hash": epoch.start_hash,
             "status": epoch.status,
         }
-        results = {(r.hotkey, r.competition): r for r in await store.results(epoch.number)}
-        for c in await store.candidates(epoch.number):
-            r = results.get((c.hotkey, c.competition))
-            live = state.running.get((c.hotkey, c.competition))
-            doc["candidates"].append(
-                {
-                    "uid": c.uid,
-                    "hotkey": c.hotkey,
-                    "kind": c.kind,
-                    "competition": c.competition,
-                    "model": f"{c.namespace}/{c.name}@{c.revision}",
-                    "commitment_block": c.commitment_block,
-                    "state": c.state,
-                    "step": None if live is None else live["step"],
-                    "content_hash": c.content_hash or None,
-                    "passed": None if r is None else r.passed,
-                    "failed_step": None if r is None else r.failed_step,
-                    "reason": (r.reason if r is not None else c.reason) or None,
-                    "shared_from": None if r is None else r.shared_from,
-                    "steps": [] if r is None else r.steps,
-                    "metrics": None if r is None or not r.metrics else _summary(r.metrics),
-                }
-            )
+        doc["candidates"] = await candidates_doc(store, epoch.number, state.running, state.now())
         doc["rejections"] = await store.rejections(epoch.number)
         doc["unprocessed"] = {
-            c: _summary(m) for c, m in (await store.unprocessed(epoch.number)).items()
+            c: summary(m) for c, m in (await store.unprocessed(epoch.number)).items()
         }
-    judged = await store.judgement()
-    if judged is not None:
-        out = orjson.loads(judged[2])
-        doc["latest_judgement"] = {
-            "epoch": judged[0],
-            "winners": out.get("winners", {}),
-            "weights": {str(u): w for u, w in enumerate(out.get("weights", [])) if w > 0},
-            "scores": {str(u): s for u, s in enumerate(out.get("scores", [])) if s > 0},
-        }
+    doc["latest_judgement"] = await judgement_doc(store)
+    doc["generated_at"] = state.now()
     return doc
 
 
-def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
+async def candidates_doc(
+    store: Store,
+    epoch: int,
+    running: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+    now: float = 0.0,
+) -> list[dict[str, Any]]:
+    """Every candidate of ``epoch`` with its state, live step, result, steps and averages."""
+    results = {(r.hotkey, r.competition): r for r in await store.results(epoch)}
+    out = []
+    for c in await store.candidates(epoch):
+        r = results.get((c.hotkey, c.competition))
+        live = (running or {}).get((c.hotkey, c.competition))
+        since = None if live is None else live.get("since")
+        out.append(
+            {
+                "uid": c.uid,
+                "hotkey": c.hotkey,
+                "kind": c.kind,
+                "competition": c.competition,
+                "model": f"{c.namespace}/{c.name}@{c.revision}",
+                "commitment_block": c.commitment_block,
+                "state": c.state,
+                "step": None if live is None else live["step"],
+                "running_s": (
+                    round(now - since, 3) if isinstance(since, int | float) and now else None
+                ),
+                "content_hash": c.content_hash or None,
+                "passed": None if r is None else r.passed,
+                "failed_step": None if r is None else r.failed_step,
+                "reason": (r.reason if r is not None else c.reason) or None,
+                "shared_from": None if r is None else r.shared_from,
+                "steps": [] if r is None else r.steps,
+                "metrics": None if r is None or not r.metrics else summary(r.metrics),
+            }
+        )
+    return out
+
+
+async def judgement_doc(store: Store, epoch: int | None = None) -> dict[str, Any] | None:
+    """The stored judgement of ``epoch`` (default: the latest): winners (with their uid),
+    non-zero weights and scores by uid."""
+    judged = await store.judgement(epoch)
+    if judged is None:
+        return None
+    out = orjson.loads(judged[2])
+    winners: dict[str, dict[str, Any]] = {
+        c: {m: dict(w) for m, w in ws.items()} for c, ws in out.get("winners", {}).items()
+    }
+    for d in out.get("decisions", []):
+        w = d.get("winner")
+        slot = winners.get(d.get("competition"), {}).get(d.get("metric"))
+        if w is not None and slot is not None and slot.get("hotkey") == w.get("hotkey"):
+            slot["uid"] = w.get("uid")
+    return {
+        "epoch": judged[0],
+        "winners": winners,
+        "weights": {str(u): w for u, w in enumerate(out.get("weights", [])) if w > 0},
+        "scores": {str(u): s for u, s in enumerate(out.get("scores", [])) if s > 0},
+    }
+
+
+def summary(metrics: dict[str, Any]) -> dict[str, Any]:
     return {
         name: {"average": m["average"], "confidence_interval": m.get("confidence_interval")}
         for name, m in metrics.get("metrics", {}).items()
     }
 
 
-def status_app(state: ValidatorState, store: Store) -> web.Application:
+def status_app(state: ValidatorState, store: Store, *, refresh_s: float = 5.0) -> web.Application:
+    """The status server's routes; ``refresh_s`` is how often the dashboard re-fetches."""
+
     async def healthz(_: web.Request) -> web.Response:
         report = health_report(state)
         return web.json_response(report, status=200 if report["status"] == "ok" else 503)
@@ -125,8 +178,50 @@ def status_app(state: ValidatorState, store: Store) -> web.Application:
             headers={"Content-Type": CONTENT_TYPE_LATEST},
         )
 
+    async def render(fn: Callable[[dict[str, Any]], str]) -> str:
+        doc = await status_report(state, store)
+        text: str = await anyio.to_thread.run_sync(fn, doc)
+        return text
+
+    async def index(_: web.Request) -> web.Response:
+        return _html(await render(partial(dashboard_page, refresh_s=refresh_s)))
+
+    async def panel_view(_: web.Request) -> web.Response:
+        return _html(await render(panel))
+
+    async def static(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in STATIC:
+            raise web.HTTPNotFound()
+        return web.Response(
+            body=static_asset(name),
+            headers={
+                "Content-Type": f"{STATIC[name]}; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
     app = web.Application()
+    app.router.add_get("/", index)
+    app.router.add_get("/panel", panel_view)
+    app.router.add_get("/static/{name}", static)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/status", status)
     app.router.add_get("/metrics", metrics)
     return app
+
+
+def _html(text: str) -> web.Response:
+    resp = web.Response(
+        text=text,
+        content_type="text/html",
+        headers={
+            "Content-Security-Policy": CSP,
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
+    resp.enable_compression()  # when the client accepts it: the panel is ~2.6 kB per candidate
+    return resp
