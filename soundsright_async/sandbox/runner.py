@@ -29,6 +29,7 @@ from .engine import (
     BuildFailed,
     BuildRequest,
     ContainerEngine,
+    EngineError,
     GpuRequest,
     RunningModel,
     RunRequest,
@@ -193,11 +194,15 @@ class BenchmarkRunner:
     async def benchmark_many(
         self, models: Sequence[ModelUnderTest], dataset: DatasetDirs
     ) -> list[BenchmarkResult]:
+        """Benchmark ``models`` concurrently; one result per model, in order. A model's
+        failure (whatever raised) is its own failed step; only cancellation ends the batch."""
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self.benchmark(m, dataset)) for m in models]
         return [t.result() for t in tasks]
 
     async def benchmark(self, model: ModelUnderTest, dataset: DatasetDirs) -> BenchmarkResult:
+        """Benchmark one model. Never raises for the model's or an engine's failure (the
+        result's failed step says what and why); only cancellation propagates."""
         state = min(self._engines, key=lambda e: e.assigned)
         state.assigned += 1
         result = BenchmarkResult(
@@ -224,11 +229,16 @@ class BenchmarkRunner:
             result.metrics = metrics
         except _Failed:
             pass
+        except Exception as exc:
+            _record_crash(result, exc, "benchmark")
         finally:
             state.assigned -= 1
-            if result.image_id and not self.config.keep_images:
-                await asyncio.shield(state.engine.remove_image(tag))
-            await asyncio.shield(asyncio.to_thread(shutil.rmtree, out, True))
+            try:
+                if result.image_id and not self.config.keep_images:
+                    await asyncio.shield(state.engine.remove_image(tag))
+                await asyncio.shield(asyncio.to_thread(shutil.rmtree, out, True))
+            except Exception as exc:
+                log.error("benchmark.cleanup_failed", model=model.label, error=str(exc))
         failed = result.failed
         log.info(
             "benchmark.finished",
@@ -263,6 +273,11 @@ class BenchmarkRunner:
             reason = "scoring_crashed" if isinstance(exc, WorkerCrashedError) else "scoring_error"
             result.steps.append(StepResult(step, time.monotonic() - start, False, reason, str(exc)))
             log.error("benchmark.scoring_failed", model=result.model, reason=reason, error=str(exc))
+            raise _Failed from None
+        except _Failed:
+            raise
+        except Exception as exc:
+            _record_crash(result, exc, step, time.monotonic() - start)
             raise _Failed from None
         result.steps.append(StepResult(step, time.monotonic() - start, True))
         return value
@@ -357,6 +372,18 @@ class BenchmarkRunner:
     ) -> None:
         result.container_log = await engine.logs(running)
         await engine.stop(running)
+
+
+def _record_crash(result: BenchmarkResult, exc: Exception, step: str, seconds: float = 0.0) -> None:
+    """An unexpected error while benchmarking one model: that model's failed step."""
+    if step == "benchmark" and result.steps and not result.steps[-1].ok:
+        return  # already recorded by _timed
+    if step == "benchmark" and result.steps:
+        step = f"after {result.steps[-1].step}"
+    reason = "engine_error" if isinstance(exc, EngineError) else "internal_error"
+    detail = f"{type(exc).__name__}: {exc}"[:1000]
+    result.steps.append(StepResult(step, seconds, False, reason, detail))
+    log.error("benchmark.step_crashed", model=result.model, step=step, error=detail)
 
 
 def _wavs(directory: Path) -> list[str]:
