@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+_DEATH_GRACE_S = 3.0
 
 
 class Scorer(Protocol):
@@ -116,6 +117,16 @@ class BenchmarkResult:
     def passed(self) -> bool:
         return self.failed is None and self.metrics is not None
 
+    def unscored_files(self) -> dict[str, str]:
+        """Output files some metric could not score (they score its floor): name -> reason."""
+        if self.metrics is None:
+            return {}
+        out: dict[str, str] = {}
+        for metric, r in self.metrics.metrics.items():
+            for name, reason in r.failed.items():
+                out.setdefault(name, f"{metric.value}: {reason}")
+        return out
+
     def timings(self) -> dict[str, float]:
         return {s.step: round(s.seconds, 3) for s in self.steps}
 
@@ -137,6 +148,7 @@ class BenchmarkResult:
                 for s in self.steps
             ],
             "metrics": self.metrics.to_dict() if self.metrics is not None else None,
+            "unscored_files": self.unscored_files(),
             "build_log": self.build_log,
             "container_log": self.container_log,
         }
@@ -234,7 +246,7 @@ class BenchmarkRunner:
         finally:
             state.assigned -= 1
             try:
-                if result.image_id and not self.config.keep_images:
+                if not self.config.keep_images:  # also after a cancelled build (404 is fine)
                     await asyncio.shield(state.engine.remove_image(tag))
                 await asyncio.shield(asyncio.to_thread(shutil.rmtree, out, True))
             except Exception as exc:
@@ -353,11 +365,15 @@ class BenchmarkRunner:
     async def _explain(
         self, engine: ContainerEngine, running: RunningModel, result: BenchmarkResult
     ) -> None:
-        """A step failed: if the container is gone, say so (exit code, OOM) in the reason."""
-        st = await engine.state(running)
+        """A step failed: if the container is gone, say so (exit code, OOM) in the reason.
+        A dropped connection usually means the process just died: the engine may take a
+        moment to notice, so the state is polled for up to ``_DEATH_GRACE_S``."""
+        last = result.steps[-1]
+        deadline = time.monotonic() + (_DEATH_GRACE_S if last.reason == "connection" else 0.0)
+        while (st := await engine.state(running)).running and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
         if st.running:
             return
-        last = result.steps[-1]
         reason = "oom_killed" if st.oom_killed else "container_exited"
         result.steps[-1] = StepResult(
             last.step,
