@@ -268,7 +268,9 @@ def run_verify(args: argparse.Namespace) -> int:
         return EXIT_TERMINATED
     unscored = result.unscored_files()
     if args.json:
-        print_json(result.to_dict())
+        data = result.to_dict()
+        data["passed"] = data["passed"] and not unscored
+        print_json(data)
     else:
         _print_result(result)
     return EXIT_OK if result.passed and not unscored else EXIT_FAILED

@@ -370,8 +370,10 @@ class BenchmarkRunner:
         moment to notice, so the state is polled for up to ``_DEATH_GRACE_S``."""
         last = result.steps[-1]
         deadline = time.monotonic() + (_DEATH_GRACE_S if last.reason == "connection" else 0.0)
-        while (st := await engine.state(running)).running and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        st = await engine.state(running)
+        while st.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)  # the engine's state is polled; there is no event to wait on
+            st = await engine.state(running)
         if st.running:
             return
         reason = "oom_killed" if st.oom_killed else "container_exited"

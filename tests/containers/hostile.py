@@ -125,6 +125,8 @@ def download():
         loc = struct.pack("<4sLQL", b"PK\\x06\\x07", 0, off + len(cd), 1)
         end = struct.pack("<4s4H2LH", b"PK\\x05\\x06", 0, 0, 0xFFFF, 0xFFFF, len(cd), off, 0)
         body = b"".join(local) + cd + rec64 + loc + end
+    elif mode == "garbage":
+        body = _zip([(n, b"not a wav file") for n, _ in outs])
     elif mode == "wrong_names":
         body = _zip([("x" + n, d) for n, d in outs])
     elif mode == "missing":
