@@ -204,3 +204,29 @@ def test_unreadable_outputs_score_the_floor_and_fail_verify(
         "FAILED: 2 of 2 output files could not be scored (each scores the metric's floor):" in text
     )
     assert "PASSED" not in text
+
+
+def test_limits_that_do_not_fit_the_host_are_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", engine_url())
+    config = tmp_path / "validator.toml"
+    config.write_text("[sandbox]\nmemory_mb = 1000000\ncpus = 1.0\n")
+    rc = main(
+        [
+            "model",
+            "verify",
+            "--config",
+            str(config),
+            "--path",
+            str(ROOT / "examples/models/passthrough"),
+        ]
+        + ["--competition", "DENOISING_16000HZ", "--count", "1"]
+    )
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert captured.err.startswith(
+        "soundsright: error: sandbox: engine default: 1 run slots x (memory_mb 1000000 + tmpfs_mb "
+        "4096) = 1004096 MiB is over 80% of the engine host's "
+    )
+    assert captured.err.count("\n") == 1
