@@ -220,8 +220,11 @@ def test_limits_that_do_not_fit_the_host_are_one_clear_error(
             str(config),
             "--path",
             str(ROOT / "examples/models/passthrough"),
+            "--competition",
+            "DENOISING_16000HZ",
+            "--count",
+            "1",
         ]
-        + ["--competition", "DENOISING_16000HZ", "--count", "1"]
     )
     captured = capsys.readouterr()
     assert rc == 2

@@ -54,6 +54,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 _LINE_CAP = 1 << 20
 _REAP_POLL_S = 1.0
+_LIST_ATTEMPTS = 5
 
 
 class _Tail:
@@ -431,6 +432,16 @@ class DockerEngine:
             if exc.status != 404:
                 log.warning("sandbox.image.remove_failed", image=image, error=str(exc.message))
 
+    async def _listing(self, what: str, list_call: Callable[[], Awaitable[T]]) -> T:
+        for attempt in range(_LIST_ATTEMPTS):
+            try:
+                return await self._call(what, list_call())
+            except DockerError as exc:
+                if attempt + 1 == _LIST_ATTEMPTS or not _retry_listing(exc):
+                    raise EngineError(f"engine {self._name}: {what}: {exc.message}") from None
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
     async def sweep(self) -> SweepReport:
         """Remove this owner's containers, networks and images (what a crash left behind),
         and those of the owners ``sweep_owner`` accepts."""
@@ -445,19 +456,22 @@ class DockerEngine:
                 return True
             return owner is not None and self._sweep_owner is not None and self._sweep_owner(owner)
 
-        containers = await self._call(
-            "container list", self._api.containers.list(all=True, filters=json.dumps(wanted))
+        containers = await self._listing(
+            "container list",
+            lambda: self._api.containers.list(all=True, filters=json.dumps(wanted)),
         )
         for c in containers:
             if ours(c._container.get("Labels")):
                 await self._remove(str(c.id), None)
                 report.containers.append(str(c.id))
-        networks = await self._call("network list", self._api.networks.list(filters=wanted))
+        networks = await self._listing(
+            "network list", lambda: self._api.networks.list(filters=wanted)
+        )
         for n in networks:
             if ours(n.get("Labels")):
                 await self._remove_network(str(n["Name"]))
                 report.networks.append(str(n["Name"]))
-        images = await self._call("image list", self._api.images.list(filters=wanted))
+        images = await self._listing("image list", lambda: self._api.images.list(filters=wanted))
         for i in images:
             if ours(i.get("Labels")):
                 await self.remove_image(str(i["Id"]))
@@ -476,6 +490,12 @@ class DockerEngine:
                 },
             )
         return report
+
+
+def _retry_listing(exc: DockerError) -> bool:
+    """Podman fails a whole listing when another client removes an item while it is listed
+    ("image not known", "no such container"): a shared engine is busy, so list again."""
+    return exc.status in (404, 500) and ("not known" in str(exc) or "no such" in str(exc))
 
 
 def _state(info: dict[str, Any]) -> ContainerState:
