@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -233,3 +234,38 @@ def test_limits_that_do_not_fit_the_host_are_one_clear_error(
         "4096) = 1004096 MiB is over 80% of the engine host's "
     )
     assert captured.err.count("\n") == 1
+
+
+def test_verify_without_root_refuses_instead_of_dropping_the_firewall(tmp_path: Path) -> None:
+    """As another user, ``model verify`` stops with one usage line unless --no-firewall."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv (util-linux) to run as another user")
+    out = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            "from soundsright_async.cli import main; raise SystemExit(main())",
+            "model",
+            "verify",
+            "--path",
+            str(ROOT / "examples/models/passthrough"),
+            "--competition",
+            "DENOISING_16000HZ",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], "HOME": "/tmp"},
+        timeout=120,
+    )
+    assert out.returncode == 2, out
+    assert out.stderr.splitlines()[-1] == (
+        "soundsright model verify: error: the host firewall that keeps model containers away "
+        "from this host's services needs root (iptables); run as root, or pass --no-firewall "
+        '(or sandbox.firewall = "off")'
+    )
+    assert "Traceback" not in out.stderr
