@@ -149,6 +149,8 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path: Path) -> None:
     assert left["images"]
     assert [p.name for p in (tmp_path / "tmp").iterdir() if "verify" in p.name]
     proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)  # a second one does not cut the cleanup short
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, (out, err)
     assert "terminated; the container, network, image and files are removed" in err

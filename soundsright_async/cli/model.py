@@ -294,12 +294,18 @@ def dead_verify_owner(owner: str) -> bool:
 
 async def _until_signal(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro``; SIGTERM (and SIGHUP) cancel it like Ctrl-C, so every ``finally`` and
-    ``async with`` cleans up (container, network, image, temp dir) before the exit."""
+    ``async with`` cleans up (container, network, image, temp dir) before the exit. A repeated
+    signal does not interrupt that cleanup (each step of it has a deadline)."""
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(coro)
+
+    def cancel_once() -> None:
+        if not task.cancelling():
+            task.cancel()
+
     signals = (signal.SIGTERM, signal.SIGHUP)
     for sig in signals:
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, cancel_once)
     try:
         return await task
     finally:
