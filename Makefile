@@ -35,7 +35,7 @@ clean:
 
 # Podman for the sandbox (tests, CI, a one-machine validator): installs podman + runc with apt
 # when missing, writes a project-local containers.conf and starts the API socket; prints
-# DOCKER_HOST=unix://... (use: eval "$$(make -s podman)").
+# `export DOCKER_HOST=unix://...` (use: eval "$$(make -s podman)").
 podman:
 	@scripts/podman.sh
 
@@ -47,7 +47,7 @@ base-image: podman $(STAMP)
 # The main job available today: benchmark the three example models exactly as a validator does
 # (offline dataset, locked-down Podman containers, scoring) on the embedded defaults.
 demo: base-image
-	@export $$(scripts/podman.sh) && \
+	@eval "$$(scripts/podman.sh)" && \
 	$(BIN)/soundsright model verify --path examples/models/passthrough --competition DENOISING_16000HZ && \
 	$(BIN)/soundsright model verify --path examples/models/spectral-gate --competition DENOISING_16000HZ && \
 	$(BIN)/soundsright model verify --path examples/models/dereverb --competition DEREVERBERATION_16000HZ

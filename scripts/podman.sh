@@ -4,8 +4,8 @@
 #   2. write a project-local containers.conf (runtime runc, explicit ulimits) -- see docs/sandbox.md;
 #   3. start `podman system service --time=0` on a unix socket under $SOUNDSRIGHT_PODMAN_DIR
 #      (default /tmp/soundsright-podman-$UID), or reuse the one already running there;
-#   4. print `DOCKER_HOST=unix://...` (the only line on stdout; progress goes to stderr).
-# Usage: eval "$(scripts/podman.sh)"  or  make podman
+#   4. print `export DOCKER_HOST=unix://...` (the only line on stdout; progress goes to stderr).
+# Usage: eval "$(scripts/podman.sh)"  (sets and exports DOCKER_HOST in your shell)  or  make podman
 # Stop the service with: scripts/podman.sh --stop
 set -euo pipefail
 
@@ -100,4 +100,4 @@ else
     ping || { say "service did not answer on $SOCK"; cat "$LOG" >&2; exit 1; }
 fi
 
-echo "DOCKER_HOST=unix://$SOCK"
+echo "export DOCKER_HOST=unix://$SOCK"

@@ -258,13 +258,21 @@ class SandboxSettings(_Section):
     owner: str = Field(default="validator", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     """Label value on everything this daemon creates; the start-up sweep removes only these."""
     firewall: Literal["iptables", "off"] = "iptables"
+    firewall_state_dir: FilePath = Path("/run/soundsright-firewall")
+    """Lock file and holder registry shared by every process that holds the rule pair."""
+    deny_userns: bool = True
+    """Model containers get ``seccomp_base`` with user (and other new) namespaces denied."""
+    seccomp_base: FilePath = Path("/usr/share/containers/seccomp.json")
     bridge_prefix: str = Field(default="srbx", pattern=r"^[a-z0-9]{2,6}$")
     build_network: Literal["none", "default"] = "none"
     max_concurrent_builds: int = Field(default=2, ge=1, le=64)
     build_timeout_s: float = Field(default=900.0, gt=0)
     build_log_bytes: int = Field(default=65536, ge=1024)
-    memory_mb: int = Field(default=16384, ge=64)
-    cpus: float = Field(default=4.0, gt=0, le=1024)
+    memory_mb: int | None = Field(default=None, ge=64)
+    """Per model container; unset: 80% of the engine host's memory / run slots - tmpfs_mb
+    (at most 16 GiB). A value that does not fit the host is refused at start-up."""
+    cpus: float | None = Field(default=None, gt=0, le=1024)
+    """Per model container; unset: the host's CPUs / run slots. More than fits is refused."""
     pids_limit: int = Field(default=512, ge=16)
     tmpfs_mb: int = Field(default=4096, ge=16)
     extra_tmpfs: list[str] = Field(default_factory=list)

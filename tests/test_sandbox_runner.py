@@ -263,3 +263,52 @@ async def test_a_scoring_error_fails_only_that_model(servers: ModelServers, tmp_
     assert sum(r.passed for r in results) == 1
     assert engine.running == {}
     assert engine.images == {}
+
+
+async def test_any_error_fails_only_its_model(servers: ModelServers, tmp_path: Path) -> None:
+    """An engine bug (a RuntimeError from start) and an unexpected scorer error (KeyError)
+    are those models' failed steps; the batch returns every result."""
+    urls = iter(servers.urls)
+
+    def behaviour(tag: str) -> str:
+        if "-hk1-" in tag:
+            raise RuntimeError("engine bug")
+        return next(urls)
+
+    engine = FakeEngine(behaviour, name="a")
+
+    @dataclass
+    class KeyErrorScorer:
+        """The first model scored (m0: one build and one run slot keep the order) hits a
+        scorer bug."""
+
+        calls: int = 0
+
+        async def score(
+            self, competition: Competition, clean: Path, enhanced: Path, degraded: Path, /
+        ) -> DatasetScore:
+            self.calls += 1
+            if self.calls == 1:
+                raise KeyError("missing metric")
+            return aggregate(
+                competition, [FileScore("0.wav", dict.fromkeys(competition.metrics, 1.0))]
+            )
+
+    runner = BenchmarkRunner(
+        engines=[(engine, [None])],
+        pool=KeyErrorScorer(),
+        work_dir=tmp_path / "work",
+        config=RunnerConfig(max_concurrent_builds=1),
+    )
+    results = await runner.benchmark_many(_models(tmp_path, 3), _dataset(tmp_path / "ds"))
+    assert [r.model for r in results] == ["m0", "m1", "m2"]
+    by = {r.model: r for r in results}
+    assert by["m1"].failed is not None
+    assert (by["m1"].failed.step, by["m1"].failed.reason) == ("start", "internal_error")
+    assert by["m1"].failed.detail == "RuntimeError: engine bug"
+    assert by["m0"].failed is not None
+    assert (by["m0"].failed.step, by["m0"].failed.reason) == ("score", "internal_error")
+    assert by["m0"].failed.detail == "KeyError: 'missing metric'"
+    assert by["m2"].passed, by["m2"].to_dict()
+    assert engine.running == {}
+    assert engine.images == {}

@@ -12,11 +12,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
+import signal
+import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from pydantic import SecretStr, ValidationError
 from rich.console import Console
@@ -32,6 +35,7 @@ from ..sandbox import (
     fetch_model,
     inspect_repo,
 )
+from ..sandbox.engine.firewall import process_start_time
 from ..sandbox.runner import BenchmarkResult, DatasetDirs, ModelUnderTest
 from ..sandbox.setup import build_source, limits_of, open_runner
 from ..validator.settings import load_validator_settings
@@ -47,6 +51,7 @@ from ._common import (
 __all__ = ["add_source_arguments", "build_source", "register", "source_settings"]
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+T = TypeVar("T")
 
 
 def register(sub: SubParsers) -> None:
@@ -197,6 +202,12 @@ def _register_verify(msub: SubParsers) -> None:
     v.add_argument("--count", type=int, default=4, metavar="N", help="dataset files (default 4)")
     v.add_argument("--seed", type=int, default=0, metavar="S")
     v.add_argument("--json", action="store_true", help="print one JSON object")
+    v.add_argument(
+        "--no-firewall",
+        action="store_true",
+        help="run without the host firewall rule pair (needed without root; then a model "
+        "container can reach services on this host's bridge address)",
+    )
     add_source_arguments(v)
     v.set_defaults(handler=run_verify, parser=v)
 
@@ -211,20 +222,70 @@ def run_verify(args: argparse.Namespace) -> int:
         parser.error("--seed must be >= 0")
     settings, token = source_settings(args, parser)
     sandbox = load_validator_settings(args.config)[0].sandbox if args.config else SandboxSettings()
-    if os.geteuid() != 0 and sandbox.firewall == "iptables":
-        # rootless Podman: networks live in the user's network namespace, iptables needs root
+    if args.no_firewall:
         sandbox = sandbox.model_copy(update={"firewall": "off"})
-    sandbox = sandbox.model_copy(update={"owner": f"verify-{os.getpid()}"})
+    elif os.geteuid() != 0 and sandbox.firewall == "iptables":
+        parser.error(
+            "the host firewall that keeps model containers away from this host's services needs "
+            'root (iptables); run as root, or pass --no-firewall (or sandbox.firewall = "off")'
+        )
+    sandbox = sandbox.model_copy(update={"owner": verify_owner(os.getpid())})
     try:
-        result = asyncio.run(_verify(args, settings, token, sandbox))
+        result = asyncio.run(_until_signal(_verify(args, settings, token, sandbox)))
     except ModelSourceError as exc:
         _print_rejection(exc, as_json=args.json)
         return EXIT_FAILED
+    except asyncio.CancelledError:
+        print(
+            "soundsright: terminated; the container, network, image and files are removed",
+            file=sys.stderr,
+        )
+        return EXIT_TERMINATED
+    unscored = result.unscored_files()
     if args.json:
-        print_json(result.to_dict())
+        data = result.to_dict()
+        data["passed"] = data["passed"] and not unscored
+        print_json(data)
     else:
         _print_result(result)
-    return EXIT_OK if result.passed else EXIT_FAILED
+    return EXIT_OK if result.passed and not unscored else EXIT_FAILED
+
+
+EXIT_TERMINATED = 143
+_VERIFY_OWNER = re.compile(r"^verify-(\d+)-(\d+)$")
+
+
+def verify_owner(pid: int) -> str:
+    """``verify-PID-STARTTIME``: unique while the process lives, recognisably dead after."""
+    return f"verify-{pid}-{process_start_time(pid)}"
+
+
+def dead_verify_owner(owner: str) -> bool:
+    """An owner label of a ``model verify`` process on this host that is no longer running
+    (its leftovers after a SIGKILL are swept by the next ``model verify``)."""
+    m = _VERIFY_OWNER.match(owner)
+    return m is not None and process_start_time(int(m[1])) != m[2]
+
+
+async def _until_signal(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro``; SIGTERM (and SIGHUP) cancel it like Ctrl-C, so every ``finally`` and
+    ``async with`` cleans up (container, network, image, temp dir) before the exit. A repeated
+    signal does not interrupt that cleanup (each step of it has a deadline)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(coro)
+
+    def cancel_once() -> None:
+        if not task.cancelling():
+            task.cancel()
+
+    signals = (signal.SIGTERM, signal.SIGHUP)
+    for sig in signals:
+        loop.add_signal_handler(sig, cancel_once)
+    try:
+        return await task
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
 
 
 async def _verify(
@@ -250,7 +311,9 @@ async def _verify(
             # the validator's offline dataset: espeak-ng speech, synthetic noise or rooms
             spec = DatasetSpec(args.competition, count=args.count, seed=args.seed, out=tmp / "data")
             dataset = DatasetDirs.of(await generate_dataset(spec, pool=pool))
-            async with open_runner(sandbox, pool=pool, work_dir=tmp / "work") as runner:
+            async with open_runner(
+                sandbox, pool=pool, work_dir=tmp / "work", sweep_owner=dead_verify_owner
+            ) as runner:
                 return await runner.benchmark(model, dataset)
 
 
@@ -265,7 +328,15 @@ def _print_result(result: BenchmarkResult) -> None:
         for metric, r in result.metrics.metrics.items():
             print(f"  {metric.value:<6} {r.average:.4f}")
     failed = result.failed
-    if failed is not None:
+    unscored = result.unscored_files()
+    if failed is None and unscored:
+        print(
+            f"FAILED: {len(unscored)} of {result.metrics.files if result.metrics else '?'} "
+            "output files could not be scored (each scores the metric's floor):"
+        )
+        for name, reason in sorted(unscored.items())[:20]:
+            print(f"  {name}: {reason}")
+    elif failed is not None:
         print(f"FAILED at step {failed.step}: {failed.reason}: {failed.detail}")
         if failed.step == "build" and result.build_log:
             print("build log (tail):")

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from ..config import _NodeSettings
     from ..wallet import Hotkey
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "check_node", "run_main"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "check_node", "run_main"]
 
-EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def check_node(settings: _NodeSettings, file: str) -> Hotkey:
@@ -57,12 +57,16 @@ def _first_leaf(exc: BaseException) -> BaseException:
 
 
 def run_main(prog: str, role: str, daemon: Callable[[], Coroutine[Any, Any, None]]) -> int:
-    """Run the daemon's event loop; 0 after a clean shutdown, 1 (with one line on stderr and
-    the error in the log) when it could not start or failed."""
+    """Run the daemon's event loop; 0 after a clean shutdown, 2 for a configuration problem
+    found while starting, 1 (with one line on stderr and the error in the log) when it could
+    not start or failed."""
     try:
         asyncio.run(daemon())
     except Exception as exc:  # could not start (port in use, engine gone, ...) or a bug
         leaf = _first_leaf(exc)
+        if isinstance(leaf, ConfigError):  # found at start-up (e.g. limits the host cannot fit)
+            print(f"{prog}: error: {leaf}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"{prog}: failed: {leaf}", file=sys.stderr)
         structlog.get_logger(__name__).error(
             f"{role}.failed",

@@ -29,6 +29,7 @@ from .engine import (
     BuildFailed,
     BuildRequest,
     ContainerEngine,
+    EngineError,
     GpuRequest,
     RunningModel,
     RunRequest,
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+_DEATH_GRACE_S = 3.0
 
 
 class Scorer(Protocol):
@@ -115,6 +117,16 @@ class BenchmarkResult:
     def passed(self) -> bool:
         return self.failed is None and self.metrics is not None
 
+    def unscored_files(self) -> dict[str, str]:
+        """Output files some metric could not score (they score its floor): name -> reason."""
+        if self.metrics is None:
+            return {}
+        out: dict[str, str] = {}
+        for metric, r in self.metrics.metrics.items():
+            for name, reason in r.failed.items():
+                out.setdefault(name, f"{metric.value}: {reason}")
+        return out
+
     def timings(self) -> dict[str, float]:
         return {s.step: round(s.seconds, 3) for s in self.steps}
 
@@ -136,6 +148,7 @@ class BenchmarkResult:
                 for s in self.steps
             ],
             "metrics": self.metrics.to_dict() if self.metrics is not None else None,
+            "unscored_files": self.unscored_files(),
             "build_log": self.build_log,
             "container_log": self.container_log,
         }
@@ -193,11 +206,15 @@ class BenchmarkRunner:
     async def benchmark_many(
         self, models: Sequence[ModelUnderTest], dataset: DatasetDirs
     ) -> list[BenchmarkResult]:
+        """Benchmark ``models`` concurrently; one result per model, in order. A model's
+        failure (whatever raised) is its own failed step; only cancellation ends the batch."""
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self.benchmark(m, dataset)) for m in models]
         return [t.result() for t in tasks]
 
     async def benchmark(self, model: ModelUnderTest, dataset: DatasetDirs) -> BenchmarkResult:
+        """Benchmark one model. Never raises for the model's or an engine's failure (the
+        result's failed step says what and why); only cancellation propagates."""
         state = min(self._engines, key=lambda e: e.assigned)
         state.assigned += 1
         result = BenchmarkResult(
@@ -224,11 +241,16 @@ class BenchmarkRunner:
             result.metrics = metrics
         except _Failed:
             pass
+        except Exception as exc:
+            _record_crash(result, exc, "benchmark")
         finally:
             state.assigned -= 1
-            if result.image_id and not self.config.keep_images:
-                await asyncio.shield(state.engine.remove_image(tag))
-            await asyncio.shield(asyncio.to_thread(shutil.rmtree, out, True))
+            try:
+                if not self.config.keep_images:  # also after a cancelled build (404 is fine)
+                    await asyncio.shield(state.engine.remove_image(tag))
+                await asyncio.shield(asyncio.to_thread(shutil.rmtree, out, True))
+            except Exception as exc:
+                log.error("benchmark.cleanup_failed", model=model.label, error=str(exc))
         failed = result.failed
         log.info(
             "benchmark.finished",
@@ -263,6 +285,11 @@ class BenchmarkRunner:
             reason = "scoring_crashed" if isinstance(exc, WorkerCrashedError) else "scoring_error"
             result.steps.append(StepResult(step, time.monotonic() - start, False, reason, str(exc)))
             log.error("benchmark.scoring_failed", model=result.model, reason=reason, error=str(exc))
+            raise _Failed from None
+        except _Failed:
+            raise
+        except Exception as exc:
+            _record_crash(result, exc, step, time.monotonic() - start)
             raise _Failed from None
         result.steps.append(StepResult(step, time.monotonic() - start, True))
         return value
@@ -338,11 +365,17 @@ class BenchmarkRunner:
     async def _explain(
         self, engine: ContainerEngine, running: RunningModel, result: BenchmarkResult
     ) -> None:
-        """A step failed: if the container is gone, say so (exit code, OOM) in the reason."""
+        """A step failed: if the container is gone, say so (exit code, OOM) in the reason.
+        A dropped connection usually means the process just died: the engine may take a
+        moment to notice, so the state is polled for up to ``_DEATH_GRACE_S``."""
+        last = result.steps[-1]
+        deadline = time.monotonic() + (_DEATH_GRACE_S if last.reason == "connection" else 0.0)
         st = await engine.state(running)
+        while st.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)  # the engine's state is polled; there is no event to wait on
+            st = await engine.state(running)
         if st.running:
             return
-        last = result.steps[-1]
         reason = "oom_killed" if st.oom_killed else "container_exited"
         result.steps[-1] = StepResult(
             last.step,
@@ -357,6 +390,18 @@ class BenchmarkRunner:
     ) -> None:
         result.container_log = await engine.logs(running)
         await engine.stop(running)
+
+
+def _record_crash(result: BenchmarkResult, exc: Exception, step: str, seconds: float = 0.0) -> None:
+    """An unexpected error while benchmarking one model: that model's failed step."""
+    if step == "benchmark" and result.steps and not result.steps[-1].ok:
+        return  # already recorded by _timed
+    if step == "benchmark" and result.steps:
+        step = f"after {result.steps[-1].step}"
+    reason = "engine_error" if isinstance(exc, EngineError) else "internal_error"
+    detail = f"{type(exc).__name__}: {exc}"[:1000]
+    result.steps.append(StepResult(step, seconds, False, reason, detail))
+    log.error("benchmark.step_crashed", model=result.model, step=step, error=detail)
 
 
 def _wavs(directory: Path) -> list[str]:

@@ -36,6 +36,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
+from .._exceptions import ConfigError
 from ..audio.dataset import DatasetError
 from ..audio.pool import ScoringPool
 from ..chain import Chain, ChainError
@@ -207,6 +208,8 @@ class Validator:
                     open_runner(s.sandbox, pool=pool, work_dir=s.data_dir / "work")
                 )
                 break
+            except ConfigError:  # limits the engine's host cannot fit: fix the config
+                raise
             except Exception as exc:  # the engine is down or answered nonsense: keep trying
                 delay = backoff.next()
                 self.state.board.failed("engines", exc)

@@ -59,6 +59,10 @@ def enhance():
             except OSError:
                 break
         return Response(f"forked {n} then the pids limit stopped us", status_code=500)
+    if mode == "userns":
+        import subprocess
+        p = subprocess.run(["unshare", "-r", "id"], capture_output=True, text=True)
+        return Response(f"unshare rc={p.returncode}: {p.stdout}{p.stderr}", status_code=500)
     if mode == "egress":
         s = socket.socket()
         s.settimeout(3)
@@ -86,6 +90,43 @@ def download():
         body = _zip([("/tmp/" + n, d) for n, d in outs])
     elif mode == "bomb":
         body = _zip([(n, d) for n, d in outs] + [("bomb.bin", b"\\0" * (64 * 2**20))])
+    elif mode == "longname":
+        body = _zip(outs + [("a" * 300 + ".wav", b"x")])
+    elif mode == "conflict":
+        body = _zip(outs + [("x", b"1"), ("x/y.wav", b"2")])
+    elif mode == "corrupt":
+        raw = bytearray(_zip(outs))
+        at = 30 + len(outs[0][0].encode())  # the first member's deflate stream
+        raw[at : at + 16] = b"\\xff" * 16
+        body = bytes(raw)
+    elif mode == "cdbomb":
+        # a 116-byte archive whose end records claims 19.8M members in a 1 GiB directory
+        body = b"PK\\x03\\x04" + b"\\0" * 14 + struct.pack(
+            "<4s4H2LH", b"PK\\x05\\x06", 0, 0, 0xFFFF, 0xFFFF, 2**30, 0, 0)
+        at = len(body) - 22
+        rec64 = struct.pack("<4sQ2H2L4Q", b"PK\\x06\\x06", 44, 45, 45, 0, 0,
+                            19_800_000, 19_800_000, 2**30, 0)
+        loc = struct.pack("<4sLQL", b"PK\\x06\\x07", 0, at, 1)
+        body = body[:at] + rec64 + loc + body[at:]
+    elif mode == "cdbomb_real":
+        # 200k empty stored members, written raw (zipfile takes over 10 s for this here)
+        local, central = [], []
+        off = 0
+        for i in range(200_000):
+            name = b"%06d" % i
+            local.append(struct.pack("<4s5H3L2H", b"PK\\x03\\x04", 20, 0, 0, 0, 0, 0, 0, 0, 6, 0)
+                         + name)
+            central.append(struct.pack("<4s6H3L5H2L", b"PK\\x01\\x02", 20, 20, 0, 0, 0, 0, 0, 0,
+                                       0, 6, 0, 0, 0, 0, 0, off) + name)
+            off += 36
+        cd = b"".join(central)
+        rec64 = struct.pack("<4sQ2H2L4Q", b"PK\\x06\\x06", 44, 45, 45, 0, 0,
+                            200_000, 200_000, len(cd), off)
+        loc = struct.pack("<4sLQL", b"PK\\x06\\x07", 0, off + len(cd), 1)
+        end = struct.pack("<4s4H2LH", b"PK\\x05\\x06", 0, 0, 0xFFFF, 0xFFFF, len(cd), off, 0)
+        body = b"".join(local) + cd + rec64 + loc + end
+    elif mode == "garbage":
+        body = _zip([(n, b"not a wav file") for n, _ in outs])
     elif mode == "wrong_names":
         body = _zip([("x" + n, d) for n, d in outs])
     elif mode == "missing":

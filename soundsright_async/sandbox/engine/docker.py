@@ -13,7 +13,7 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,6 +34,7 @@ from .base import (
 from .context import write_context_tar
 from .errors import BuildFailed, EngineError, StartFailed
 from .firewall import BridgeFirewall
+from .seccomp import DEFAULT_BASE_PROFILE, deny_namespaces
 from .spec import (
     LABEL_MANAGED,
     LABEL_OWNER,
@@ -53,6 +54,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 _LINE_CAP = 1 << 20
 _REAP_POLL_S = 1.0
+_LIST_ATTEMPTS = 5
 
 
 class _Tail:
@@ -92,6 +94,8 @@ class DockerEngine:
         max_context_bytes: int = 20 * 1024**3,
         api_timeout_s: float = 60.0,
         reap_grace_s: float = 3600.0,
+        seccomp_base: Path | None = Path(DEFAULT_BASE_PROFILE),
+        sweep_owner: Callable[[str], bool] | None = None,
     ) -> None:
         if firewall is not None and firewall.prefix != bridge_prefix:
             raise ValueError("the firewall must cover the engine's bridge prefix")
@@ -110,6 +114,10 @@ class DockerEngine:
         self._docker: aiodocker.Docker | None = None
         self._networks: dict[str, str] = {}  # container id -> network name
         self._reapers: set[asyncio.Task[None]] = set()
+        self._seccomp_base = seccomp_base
+        self._sweep_owner = sweep_owner
+        self._seccomp: str | None = None  # what start() sends (see _load_seccomp)
+        self._seccomp_dir: Path | None = None
 
     @property
     def name(self) -> str:
@@ -147,12 +155,14 @@ class DockerEngine:
         self._docker = aiodocker.Docker(url=self._url)
         try:
             version = await self._call("version", self._docker.version())
+            await self._load_seccomp()
             report = await self.sweep()
             if self._firewall is not None:
                 await self._firewall.install()
         except BaseException:
             await self._docker.close()
             self._docker = None
+            await asyncio.to_thread(self._drop_seccomp)
             raise
         log.info(
             "sandbox.engine.opened",
@@ -171,9 +181,41 @@ class DockerEngine:
             if self._firewall is not None:
                 await self._firewall.remove()
         finally:
+            await asyncio.to_thread(self._drop_seccomp)
             if self._docker is not None:
                 await self._docker.close()
                 self._docker = None
+
+    async def _load_seccomp(self) -> None:
+        """Model containers get the base profile with new namespaces denied (``seccomp``).
+        Podman's compat API takes a path (read at container create), Docker the JSON text."""
+        if self._seccomp_base is None:
+            return
+        base = self._seccomp_base
+        try:
+            text = await asyncio.to_thread(base.read_text)
+            profile = json.dumps(deny_namespaces(json.loads(text)))
+        except (OSError, ValueError) as exc:
+            raise EngineError(
+                f"seccomp base profile {base}: {exc}; model containers need it to deny user "
+                "namespaces (set sandbox.seccomp_base to the engine's default profile, or "
+                'sandbox.seccomp_base = "" to keep the engine\'s default and allow them)'
+            ) from None
+        if self._kind == "docker":
+            self._seccomp = profile
+            return
+        tmp = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="soundsright-seccomp-"))
+        self._seccomp_dir = tmp
+        path = tmp / "model.json"
+        await asyncio.to_thread(path.write_text, profile)
+        await asyncio.to_thread(tmp.chmod, 0o755)
+        self._seccomp = str(path)
+
+    def _drop_seccomp(self) -> None:
+        if self._seccomp_dir is not None:
+            shutil.rmtree(self._seccomp_dir, ignore_errors=True)
+            self._seccomp_dir = None
+        self._seccomp = None
 
     async def __aenter__(self) -> DockerEngine:
         await self.open()
@@ -181,6 +223,20 @@ class DockerEngine:
 
     async def __aexit__(self, *exc: object) -> None:
         await asyncio.shield(self.aclose())
+
+    async def host_resources(self) -> tuple[int, int]:
+        """``(memory bytes, CPUs)`` of the engine's host (``GET /info``)."""
+        info = await self._call("info", self._api.system.info())
+        return int(info.get("MemTotal") or 0), int(info.get("NCPU") or 0)
+
+    @property
+    def limits(self) -> SandboxLimits:
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: SandboxLimits) -> None:
+        """Containers started from now on get ``limits`` (set after ``host_resources``)."""
+        self._limits = limits
 
     # -- build -----------------------------------------------------------------------------
 
@@ -301,6 +357,7 @@ class DockerEngine:
                 tmpfs=tmpfs,
                 engine_kind=self._kind,
                 gpu=request.gpu,
+                seccomp=self._seccomp,
             )
             container = await self._call(
                 "container create", self._api.containers.create(body, name=name)
@@ -375,29 +432,46 @@ class DockerEngine:
             if exc.status != 404:
                 log.warning("sandbox.image.remove_failed", image=image, error=str(exc.message))
 
+    async def _listing(self, what: str, list_call: Callable[[], Awaitable[T]]) -> T:
+        for attempt in range(_LIST_ATTEMPTS):
+            try:
+                return await self._call(what, list_call())
+            except DockerError as exc:
+                if attempt + 1 == _LIST_ATTEMPTS or not _retry_listing(exc):
+                    raise EngineError(f"engine {self._name}: {what}: {exc.message}") from None
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
     async def sweep(self) -> SweepReport:
-        """Remove this owner's containers, networks and images (what a crash left behind)."""
+        """Remove this owner's containers, networks and images (what a crash left behind),
+        and those of the owners ``sweep_owner`` accepts."""
         report = SweepReport()
         # One label in the server-side filter (Podman 4.3 ANDs several image labels wrongly);
         # the owner is checked here.
         wanted = {"label": [f"{LABEL_MANAGED}=true"]}
 
         def ours(labels: dict[str, str] | None) -> bool:
-            return (labels or {}).get(LABEL_OWNER) == self._owner
+            owner = (labels or {}).get(LABEL_OWNER)
+            if owner == self._owner:
+                return True
+            return owner is not None and self._sweep_owner is not None and self._sweep_owner(owner)
 
-        containers = await self._call(
-            "container list", self._api.containers.list(all=True, filters=json.dumps(wanted))
+        containers = await self._listing(
+            "container list",
+            lambda: self._api.containers.list(all=True, filters=json.dumps(wanted)),
         )
         for c in containers:
             if ours(c._container.get("Labels")):
                 await self._remove(str(c.id), None)
                 report.containers.append(str(c.id))
-        networks = await self._call("network list", self._api.networks.list(filters=wanted))
+        networks = await self._listing(
+            "network list", lambda: self._api.networks.list(filters=wanted)
+        )
         for n in networks:
             if ours(n.get("Labels")):
                 await self._remove_network(str(n["Name"]))
                 report.networks.append(str(n["Name"]))
-        images = await self._call("image list", self._api.images.list(filters=wanted))
+        images = await self._listing("image list", lambda: self._api.images.list(filters=wanted))
         for i in images:
             if ours(i.get("Labels")):
                 await self.remove_image(str(i["Id"]))
@@ -418,13 +492,24 @@ class DockerEngine:
         return report
 
 
+def _retry_listing(exc: DockerError) -> bool:
+    """Podman fails a whole listing when another client removes an item while it is listed
+    ("image not known", "no such container"): a shared engine is busy, so list again."""
+    return exc.status in (404, 500) and ("not known" in str(exc) or "no such" in str(exc))
+
+
 def _state(info: dict[str, Any]) -> ContainerState:
+    """``OOMKilled`` as the engine says, or inferred from exit code 137 (SIGKILL): Podman 4.3
+    on cgroup v1 reports ``OOMKilled: false`` for a memory-limit kill (checked), and nothing
+    else SIGKILLs a model's PID 1 while it runs (the runner stops containers only after the
+    steps; the pids limit refuses forks; a namespace's init cannot be SIGKILLed from inside)."""
     st = info.get("State") or {}
     running = bool(st.get("Running"))
+    code = None if running else st.get("ExitCode")
     return ContainerState(
         running=running,
-        exit_code=None if running else st.get("ExitCode"),
-        oom_killed=bool(st.get("OOMKilled")),
+        exit_code=code,
+        oom_killed=bool(st.get("OOMKilled")) or code == 137,
         error=str(st.get("Error") or ""),
     )
 

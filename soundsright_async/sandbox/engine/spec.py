@@ -149,10 +149,13 @@ def container_config(
     tmpfs: Sequence[str],
     engine_kind: EngineKind,
     gpu: GpuRequest | None = None,
+    seccomp: str | None = None,
 ) -> dict[str, Any]:
     """The ``POST /containers/create`` body for a model: its own internal network, no published
     ports, memory/CPU/pids limits, read-only root with size-limited tmpfs, every capability
-    dropped, ``no-new-privileges``, user 10002:10002, bounded logs, optionally one GPU."""
+    dropped, ``no-new-privileges``, user 10002:10002, bounded logs, optionally one GPU.
+    ``seccomp``: the profile (Podman: a file path on the engine's host; Docker: the JSON text),
+    ``seccomp.deny_namespaces`` of the default; None keeps the engine's default profile."""
     tmpfs_opts = f"rw,nosuid,nodev,size={limits.tmpfs_bytes},mode=1777"
     host: dict[str, Any] = {
         "NetworkMode": network,
@@ -167,7 +170,7 @@ def container_config(
         "ShmSize": limits.shm_bytes,
         "CapDrop": ["ALL"],
         "CapAdd": [],
-        "SecurityOpt": ["no-new-privileges"],
+        "SecurityOpt": ["no-new-privileges"] + ([f"seccomp={seccomp}"] if seccomp else []),
         "Privileged": False,
         "Binds": [],
         "Devices": [],
