@@ -31,6 +31,7 @@ from ..protocol import commitment_hash
 from ..runtime import (
     Backoff,
     SdNotifier,
+    ServerLimits,
     TaskStatus,
     every,
     ping_watchdog,
@@ -49,6 +50,20 @@ from .feedback import FeedbackStore
 __all__ = ["Miner"]
 
 log = structlog.get_logger(__name__)
+
+
+def signed_limits(settings: MinerSettings) -> ServerLimits:
+    """The public signed server's connection limits (``[server]`` settings)."""
+    srv = settings.server
+    return ServerLimits(
+        max_connections=srv.max_connections,
+        reserve=srv.reserve_connections,
+        max_pending_per_ip=srv.max_pending_per_ip,
+        header_timeout_s=srv.header_timeout_s,
+        body_timeout_s=srv.body_timeout_s,
+        keepalive_timeout_s=srv.keepalive_timeout_s,
+        fd_headroom=64 + settings.health.max_connections,
+    )
 
 
 class Miner:
@@ -179,6 +194,8 @@ class Miner:
                 port=s.server.port if state.http_address is None else state.http_address[1],
                 shutdown_timeout_s=s.server.shutdown_timeout_s,
                 name="http",
+                limits=signed_limits(s),
+                on_guard=state.set_http_guard,
             )
 
         state.http_address = await self._supervised(tg, "http", http)
@@ -192,6 +209,15 @@ class Miner:
                     port=s.health.port if not state.health_address else state.health_address[1],
                     shutdown_timeout_s=2.0,
                     name="health",
+                    limits=ServerLimits(
+                        max_connections=s.health.max_connections,
+                        reserve=1,
+                        header_timeout_s=5.0,
+                        body_timeout_s=5.0,
+                        keepalive_timeout_s=15.0,
+                        admit_on_headers=True,
+                        fd_headroom=64,
+                    ),
                 )
 
             state.health_address = await self._supervised(tg, "health", health)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..net import MetagraphCache
-from ..runtime import Changes
+from ..runtime import Changes, ConnectionGuard
 
 __all__ = ["MinerState"]
 
@@ -52,6 +52,8 @@ class MinerState:
     tasks: dict[str, str] = field(default_factory=dict)
     """Task name -> ``running`` / ``restarting``."""
     counters: Counter[tuple[str, Labels]] = field(default_factory=Counter)
+    http_guard: ConnectionGuard | None = None
+    """The signed server's connection guard (its counters go to ``/metrics``)."""
 
     def __post_init__(self) -> None:
         if not self.started_at:
@@ -66,6 +68,9 @@ class MinerState:
 
     def counter(self, metric: str, **labels: str) -> int:
         return self.counters[(metric, tuple(sorted(labels.items())))]
+
+    def set_http_guard(self, guard: ConnectionGuard) -> None:
+        self.http_guard = guard
 
     def task_running(self, name: str) -> None:
         self.tasks[name] = "running"
