@@ -14,7 +14,8 @@ aiohttp protocol factory of one listening socket and adds, per connection:
   that would exceed the pending or total bound evicts the oldest pending connection (many
   addresses); only when none is pending is the new one refused. A connection becomes *admitted*
   when the app says so (``admit(request)``: the btauth middleware does, after the identity and
-  permit checks on the headers, before it reads the body) or, with ``admit_on_headers``, as soon as its headers parse (local health servers);
+  permit checks on the headers, before it reads the body) or, with ``admit_on_headers``, as
+  soon as its headers parse (local health servers);
 * **bounded memory**: aiohttp's header limits plus a small read buffer; the body is read only for
   admitted callers;
 * **rate-limited logging**: refusals, evictions, timeouts and clients that vanish mid-request
