@@ -171,6 +171,7 @@ class Miner:
             revision=state.revision,
             commitment=state.commitment_wanted,
         )
+        await anyio.to_thread.run_sync(self.store.repair)
         try:
             async with anyio.create_task_group() as tg:
                 if self.handle_signals:
