@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._exceptions import ConfigError, InputError, SoundsrightError
-from ..logs import configure_logging
 from . import commitment, config_cmd, dataset, feedback, judge, localnet, model, score, wallet
 from ._common import EXIT_FAILED, EXIT_USAGE
 
@@ -39,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from ..logs import configure_logging  # after parsing: --help never imports structlog
+
     configure_logging(args.log_format, args.log_level)
     try:
         return int(args.handler(args))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import unicodedata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InputError
-from ..config import load_miner_settings
-from ..miner.feedback import read_records, summarize
+
+if TYPE_CHECKING:
+    pass
 from ._common import EXIT_OK, print_json
 
 __all__ = ["register"]
@@ -79,6 +80,9 @@ def _print(summary: dict[str, Any], directory: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..config import load_miner_settings
+    from ..miner.feedback import read_records, summarize
+
     if args.data_dir is not None:
         directory = args.data_dir.expanduser()
     else:

@@ -10,39 +10,36 @@ The ``model`` group takes more subcommands (``verify``) beside ``check``: each o
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from pydantic import SecretStr, ValidationError
-from rich.console import Console
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
-from ..audio.dataset import DatasetSpec, generate_dataset
-from ..audio.pool import ScoringPool, default_workers
-from ..config import ModelSourceSettings, SandboxSettings, load_validator_settings, resolve_secret
-from ..sandbox import (
-    GitSource,
-    HuggingFaceSource,
-    ModelRef,
-    ModelSource,
-    ModelSourceError,
-    RepoDigest,
-    RepoLimits,
-    fetch_model,
-    inspect_repo,
-)
-from ..sandbox.runner import BenchmarkResult, DatasetDirs, ModelUnderTest
-from ..sandbox.setup import open_runner
+    from ..config import (
+        ModelSourceSettings,
+        SandboxSettings,
+    )
+    from ..sandbox import (
+        ModelRef,
+        ModelSource,
+        ModelSourceError,
+        RepoDigest,
+        RepoLimits,
+    )
+    from ..sandbox.runner import BenchmarkResult
+
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     competition_arg,
     existing_dir,
     print_json,
+    run_async,
     stderr_is_tty,
 )
 
@@ -72,6 +69,10 @@ def source_settings(
     args: argparse.Namespace, parser: argparse.ArgumentParser
 ) -> tuple[ModelSourceSettings, SecretStr | None]:
     """The ``[models]`` settings (config file, then command-line overrides) and the HF token."""
+    from pydantic import ValidationError
+
+    from ..config import ModelSourceSettings, load_validator_settings, resolve_secret
+
     if args.config is not None:
         settings, secrets = load_validator_settings(args.config)
         base, token = settings.models, secrets.hf_token
@@ -100,6 +101,8 @@ def source_settings(
 
 
 def limits_of(settings: ModelSourceSettings) -> RepoLimits:
+    from ..sandbox import RepoLimits
+
     return RepoLimits(
         max_total_bytes=settings.max_total_bytes,
         max_files=settings.max_files,
@@ -108,6 +111,8 @@ def limits_of(settings: ModelSourceSettings) -> RepoLimits:
 
 
 def build_source(settings: ModelSourceSettings, token: SecretStr | None) -> ModelSource:
+    from ..sandbox import GitSource, HuggingFaceSource
+
     limits = limits_of(settings)
     if settings.source == "git":
         assert settings.git_base_url is not None
@@ -144,6 +149,8 @@ def _register_check(msub: SubParsers) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from ..sandbox import ModelRef, ModelSourceError, inspect_repo
+
     parser: argparse.ArgumentParser = args.parser
     if args.repo is not None and args.revision is None:
         parser.error("--repo needs --revision")
@@ -154,11 +161,11 @@ def run_check(args: argparse.Namespace) -> int:
     settings, token = source_settings(args, parser)
     try:
         if args.path is not None:
-            digest = asyncio.run(inspect_repo(args.path.resolve(), limits_of(settings)))
+            digest = run_async(inspect_repo(args.path.resolve(), limits_of(settings)))
         else:
             ref = ModelRef.parse(args.repo, args.revision)
             with _status(f"fetching {ref}", enabled=stderr_is_tty() and not args.json):
-                digest = asyncio.run(_fetch(build_source(settings, token), ref, settings))
+                digest = run_async(_fetch(build_source(settings, token), ref, settings))
     except ModelSourceError as exc:
         _print_rejection(exc, as_json=args.json)
         return EXIT_FAILED
@@ -167,6 +174,8 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 async def _fetch(source: ModelSource, ref: ModelRef, settings: ModelSourceSettings) -> RepoDigest:
+    from ..sandbox import fetch_model
+
     with tempfile.TemporaryDirectory(prefix="soundsright-model-") as tmp:
         fetched = await fetch_model(source, ref, Path(tmp) / "model", limits_of(settings))
         return fetched.digest
@@ -174,6 +183,8 @@ async def _fetch(source: ModelSource, ref: ModelRef, settings: ModelSourceSettin
 
 @contextmanager
 def _status(text: str, *, enabled: bool) -> Iterator[None]:
+    from rich.console import Console
+
     if not enabled:
         yield
         return
@@ -227,6 +238,9 @@ def _register_verify(msub: SubParsers) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from ..config import SandboxSettings, load_validator_settings
+    from ..sandbox import ModelSourceError
+
     parser: argparse.ArgumentParser = args.parser
     if args.repo is not None and args.revision is None:
         parser.error("--repo needs --revision")
@@ -241,7 +255,7 @@ def run_verify(args: argparse.Namespace) -> int:
         sandbox = sandbox.model_copy(update={"firewall": "off"})
     sandbox = sandbox.model_copy(update={"owner": f"verify-{os.getpid()}"})
     try:
-        result = asyncio.run(_verify(args, settings, token, sandbox))
+        result = run_async(_verify(args, settings, token, sandbox))
     except ModelSourceError as exc:
         _print_rejection(exc, as_json=args.json)
         return EXIT_FAILED
@@ -258,6 +272,12 @@ async def _verify(
     token: SecretStr | None,
     sandbox: SandboxSettings,
 ) -> BenchmarkResult:
+    from ..audio.dataset import DatasetSpec, generate_dataset
+    from ..audio.pool import ScoringPool, default_workers
+    from ..sandbox import ModelRef, fetch_model, inspect_repo
+    from ..sandbox.runner import DatasetDirs, ModelUnderTest
+    from ..sandbox.setup import open_runner
+
     with tempfile.TemporaryDirectory(prefix="soundsright-verify-") as tmp_name:
         tmp = Path(tmp_name)
         if args.path is not None:
