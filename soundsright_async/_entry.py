@@ -23,7 +23,8 @@ def daemon_main(role: Role, argv: Sequence[str] | None, default_config: str) -> 
     try:
         report = check_config(role, args.config)
     except ConfigError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        for line in exc.lines():
+            print(f"{prog}: error: {line}", file=sys.stderr)
         return EXIT_USAGE
     notice = (
         f"The {role} daemon is not implemented yet: this release only checks its configuration."

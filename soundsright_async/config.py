@@ -531,11 +531,9 @@ def _validate(model: type[S], data: Mapping[str, Any], file: str) -> S:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        key, problem = _describe(errors[0])
-        if len(errors) > 1:
-            problem += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-        raise ConfigError(problem, file=file, key=key) from None
+        described = [_describe(err) for err in exc.errors(include_url=False)]
+        key, problem = described[0]
+        raise ConfigError(problem, file=file, key=key, more=tuple(described[1:])) from None
 
 
 def _load(model: type[S], path: str | os.PathLike[str]) -> S:

@@ -43,7 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_format, args.log_level)
     try:
         return int(args.handler(args))
-    except (ConfigError, InputError) as exc:
+    except ConfigError as exc:
+        for line in exc.lines():
+            print(f"soundsright: error: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    except InputError as exc:
         print(f"soundsright: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except SoundsrightError as exc:
