@@ -81,7 +81,8 @@ def test_bad_validator_configs_name_file_key_and_problem(
 
 
 def test_a_config_with_several_problems_lists_them_all(tmp_path: Path) -> None:
-    path = _write(tmp_path, "netuid = -1\n[dataset]\nnoise = 'pink'\nrir = 1\n[wallet]\nnam = 'x'\n")
+    text = "netuid = -1\n[dataset]\nnoise = 'pink'\nrir = 1\n[wallet]\nnam = 'x'\n"
+    path = _write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
         load_validator_settings(path, env={})
     assert info.value.lines() == [
