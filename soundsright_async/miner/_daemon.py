@@ -147,7 +147,7 @@ class Miner:
                 interval=interval,
                 backoff=self._retry_backoff(),
                 retry_on=(ChainError,),
-                on_success=self.state.task_running,
+                on_success=self.state.task_ticked,
                 on_retry=self._step_failed,
                 **kw,
             )
@@ -155,7 +155,7 @@ class Miner:
         return run
 
     def _step_failed(self, name: str, exc: Exception) -> None:
-        self.state.task_running(name)
+        self.state.task_failed(name, exc)
         if isinstance(exc, ChainError):
             self.state.count("chain_errors_total", task=name)
 
@@ -199,6 +199,7 @@ class Miner:
                 on_guard=state.set_http_guard,
             )
 
+        state.board.register("http", max_age_s=float("inf"))
         state.http_address = await self._supervised(tg, "http", http)
         if s.health.enabled:
 
@@ -244,8 +245,15 @@ class Miner:
             port=s.server.external_port or state.http_address[1],
             rate_limit_wait_s=u.rate_limit_wait_s,
         )
+        requests_seen = 0
+
+        async def sync_wait(max_wait_s: float) -> None:
+            """The interval, or less when a task asks for a sync (to confirm its write)."""
+            nonlocal requests_seen
+            requests_seen = await state.sync_requests.wait_newer(requests_seen, max_wait_s)
+
         loops = {
-            "metagraph": self._loop("metagraph", sync_step, u.metagraph_interval_s),
+            "metagraph": self._loop("metagraph", sync_step, u.metagraph_interval_s, wait=sync_wait),
             "commitment": self._loop("commitment", commit_step, u.commitment_interval_s),
         }
         for name, fn in loops.items():
