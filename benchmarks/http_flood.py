@@ -15,6 +15,9 @@ Measured: the validator's and health latencies, how long the trickled body lived
 log size, and its RSS at start, at the peak and after the flood. Prints JSON.
 
     python benchmarks/http_flood.py [--connections 1100] [--seconds 25] [--nofile 1024]
+
+``FLOOD_VALIDATOR_IP=127.0.0.1`` puts the validator on the flood's own address (then only the
+eviction of the oldest pending connection lets it in: see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from soundsright_async.wallet import Hotkey, create_wallet, load_hotkey
 ROOT = Path(__file__).resolve().parent.parent
 NETUID = 7
 REV = "6bab4cf9116d72c1bc4f8e857e7cd5c40795a882"
-VALIDATOR_IP = "127.0.0.2"
+VALIDATOR_IP = os.environ.get("FLOOD_VALIDATOR_IP", "127.0.0.2")
 """The validator connects from another loopback address than the flood (127.0.0.1)."""
 
 

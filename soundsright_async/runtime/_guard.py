@@ -235,6 +235,13 @@ class ConnectionGuard:
     def factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         return lambda: _GuardedProtocol(self, inner)
 
+    def may_open(self, ip: str) -> bool:
+        """Whether a connection from ``ip`` would get a slot (checked at ``accept``, before
+        asyncio builds a transport for it)."""
+        if self.pending_by_ip.get(ip, 0) >= self.limits.max_pending_per_ip:
+            return False
+        return self.open < self.limits.max_connections or bool(self.pending)
+
     def _open(self, transport: asyncio.Transport) -> _Conn | None:
         lim = self.limits
         peer = transport.get_extra_info("peername")

@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 
 from ._guard import ConnectionGuard, ServerLimits, clamp_to_nofile
+from ._listen import GuardedListener
 from ._tasks import TaskStatus
 
 __all__ = ["serve_app"]
@@ -28,12 +29,12 @@ class _GuardedSite(web.TCPSite):
         await web.BaseSite.start(self)
         server = self._runner.server
         assert server is not None
-        self._server = await asyncio.get_running_loop().create_server(
-            self._guard.factory(server),
-            self._host,
+        self._server = GuardedListener.bind(
+            self._host or "0.0.0.0",
             self._port,
+            self._guard,
+            self._guard.factory(server),
             backlog=self._backlog,
-            reuse_address=True,
         )
 
 
