@@ -4,6 +4,7 @@ limit, summary logging, and btauth's identity check before the body."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -299,3 +300,18 @@ async def test_a_permitted_validator_is_admitted_before_its_body_is_read() -> No
         writer.close()
         assert status == b"HTTP/1.1 200 OK\r\n"
         assert received == [1]
+
+
+async def test_unparsable_requests_are_counted_not_logged_with_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with served(_app(), ServerLimits()) as (port, guard):
+        for _ in range(3):
+            reader, writer = await _connect(port)
+            writer.write(b"POST /echo HTTP/1.1\r\nContent-Length: 1\r\n\r\nx")  # no Host
+            async with asyncio.timeout(2.0):
+                answer = await reader.read()
+            writer.close()
+            assert answer.startswith(b"HTTP/1.0 400 Bad Request\r\n")
+        assert guard.stats.bad_requests == 3
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -29,6 +29,7 @@ The cap is clamped so that every server in the process fits under ``RLIMIT_NOFIL
 from __future__ import annotations
 
 import asyncio
+import logging
 import resource
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -77,9 +78,10 @@ class ServerLimits:
     def max_pending(self) -> int:
         return self.max_connections - self.reserve
 
-    def runner_kwargs(self) -> dict[str, Any]:
+    def runner_kwargs(self, stats: ConnectionStats) -> dict[str, Any]:
         """Settings for aiohttp's ``AppRunner`` (the request handler)."""
         return {
+            "logger": _ServerLogger(stats),
             "keepalive_timeout": self.keepalive_timeout_s,
             "read_bufsize": self.read_bufsize,
             "max_line_size": self.max_line_size,
@@ -128,12 +130,39 @@ class ConnectionStats:
     """Client disconnected in the middle of a request."""
     accept_errors: int = 0
     """``accept()`` failed (out of descriptors / memory)."""
+    bad_requests: int = 0
+    """Requests aiohttp could not parse (answered 400; aiohttp would log a traceback each)."""
 
     def as_dict(self) -> dict[str, int]:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
 
-_REPORTED = ("refused", "evicted", "header_timeouts", "body_timeouts", "client_gone")
+_REPORTED = (
+    "refused",
+    "evicted",
+    "header_timeouts",
+    "body_timeouts",
+    "client_gone",
+    "bad_requests",
+)
+_AIOHTTP_SERVER_LOG = logging.getLogger("aiohttp.server")
+
+
+class _ServerLogger(logging.Logger):
+    """aiohttp's request-handler logger: a client's unparsable request is counted (it would
+    otherwise be an ERROR with a traceback each, a log flood); anything else goes on to
+    ``aiohttp.server``."""
+
+    def __init__(self, stats: ConnectionStats) -> None:
+        super().__init__("aiohttp.server")
+        self._stats = stats
+
+    def _log(self, level: int, msg: object, args: Any, *a: Any, **kw: Any) -> None:
+        if level >= logging.WARNING and str(msg).startswith("Error handling request"):
+            self._stats.bad_requests += 1
+            return
+        if _AIOHTTP_SERVER_LOG.isEnabledFor(level):
+            _AIOHTTP_SERVER_LOG._log(level, msg, args, *a, **kw)
 
 
 class _Conn:

@@ -62,7 +62,7 @@ async def serve_app(
     if limits is not None:
         guard = ConnectionGuard(clamp_to_nofile(limits), name=name)
         app.middlewares.insert(0, guard.middleware())
-        server_kwargs = {**guard.limits.runner_kwargs(), **server_kwargs}
+        server_kwargs = {**guard.limits.runner_kwargs(guard.stats), **server_kwargs}
     runner = web.AppRunner(
         app, access_log=None, shutdown_timeout=shutdown_timeout_s, **server_kwargs
     )
