@@ -90,3 +90,18 @@ async def test_a_corrupt_localnet_file_is_a_chain_error(tmp_path: Path) -> None:
         assert miner.state.tasks["metagraph"] == "retrying"
         assert _health(miner)["status"] == "degraded"
     await chain.aclose()
+
+
+def test_metrics_carry_the_connection_guard_counters(tmp_path: Path) -> None:
+    from soundsright_async.miner._metrics import prometheus_text
+    from soundsright_async.runtime import ConnectionGuard, ServerLimits
+
+    miner = Miner(settings(tmp_path), hotkey=MINER, chain=network().chain(MINER.ss58_address))
+    guard = ConnectionGuard(ServerLimits())
+    guard.stats.refused, guard.stats.header_timeouts = 7, 2
+    miner.state.set_http_guard(guard)
+    text = prometheus_text(miner.state)
+    assert "soundsright_miner_http_open_connections 0\n" in text
+    assert 'soundsright_miner_http_connections_total{outcome="refused"} 7\n' in text
+    assert 'soundsright_miner_http_connections_total{outcome="header_timeouts"} 2\n' in text
+    assert 'soundsright_miner_http_connections_total{outcome="bad_requests"} 0\n' in text

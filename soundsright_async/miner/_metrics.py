@@ -140,6 +140,15 @@ def prometheus_text(state: MinerState) -> str:
     )
     _gauge(out, "endpoint_ok", "1 if the chain holds our endpoint.", state.endpoint_ok)
     _gauge(out, "last_feedback_seconds", "Last feedback received (unix).", state.last_feedback)
+    guard = state.http_guard
+    if guard is not None:
+        _gauge(out, "http_open_connections", "Open connections on the signed server.", guard.open)
+        name = "http_connections_total"
+        out += [
+            f"# HELP {_PREFIX}{name} Connections on the signed server by outcome (guard counters).",
+            f"# TYPE {_PREFIX}{name} counter",
+        ]
+        out += [_sample(name, v, {"outcome": k}) for k, v in guard.stats.as_dict().items()]
     by_metric: dict[str, list[str]] = {name: [] for name in _HELP}
     for (name, labels), value in sorted(state.counters.items()):
         by_metric.setdefault(name, []).append(_sample(name, value, dict(labels)))
