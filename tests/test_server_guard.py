@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 from soundsright_async.chain.types import Metagraph, Neuron
 from soundsright_async.net import CallerRule, MetagraphCache, btauth_middleware
 from soundsright_async.runtime import ConnectionGuard, ServerLimits, admit, serve_app
+from soundsright_async.runtime._guard import clamp_to_nofile
 
 MINER = Keypair.create_from_uri("//Miner")
 VALIDATOR = Keypair.create_from_uri("//Validator")
@@ -315,3 +316,12 @@ async def test_unparsable_requests_are_counted_not_logged_with_a_traceback(
             assert answer.startswith(b"HTTP/1.0 400 Bad Request\r\n")
         assert guard.stats.bad_requests == 3
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_the_cap_is_lowered_to_fit_the_open_file_limit() -> None:
+    wanted = ServerLimits(max_connections=768, reserve=128, fd_headroom=96)
+    assert clamp_to_nofile(wanted, nofile=1024) is wanted  # 768 + 96 <= 1024
+    with capture_logs() as logs:
+        low = clamp_to_nofile(wanted, nofile=512)
+    assert (low.max_connections, low.reserve, low.header_timeout_s) == (416, 69, 10.0)
+    assert [e["event"] for e in logs] == ["server.connections_clamped"]

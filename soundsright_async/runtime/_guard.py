@@ -29,6 +29,7 @@ The cap is clamped so that every server in the process fits under ``RLIMIT_NOFIL
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import resource
 from collections import OrderedDict
@@ -90,10 +91,12 @@ class ServerLimits:
         }
 
 
-def clamp_to_nofile(limits: ServerLimits, *, others: int = 0) -> ServerLimits:
+def clamp_to_nofile(
+    limits: ServerLimits, *, others: int = 0, nofile: int | None = None
+) -> ServerLimits:
     """``limits`` with ``max_connections`` (and ``reserve`` in proportion) lowered so that
-    ``others + max_connections + fd_headroom`` fits the soft ``RLIMIT_NOFILE``."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ``others + max_connections + fd_headroom`` fits the soft ``RLIMIT_NOFILE`` (or ``nofile``)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0] if nofile is None else nofile
     if soft == resource.RLIM_INFINITY:
         return limits
     room = soft - limits.fd_headroom - others
@@ -108,13 +111,7 @@ def clamp_to_nofile(limits: ServerLimits, *, others: int = 0) -> ServerLimits:
         max_connections=cap,
         hint="raise LimitNOFILE= (systemd) or ulimit -n",
     )
-    return ServerLimits(
-        **{
-            **{f: getattr(limits, f) for f in limits.__dataclass_fields__},
-            "max_connections": cap,
-            "reserve": reserve,
-        }
-    )
+    return dataclasses.replace(limits, max_connections=cap, reserve=reserve)
 
 
 @dataclass(slots=True)
