@@ -350,7 +350,8 @@ class MinerServerSettings(_Section):
     shutdown_timeout_s: float = Field(default=10.0, gt=0)
     """On SIGTERM/SIGINT: how long in-flight requests may take to finish."""
     max_connections: int = Field(default=768, ge=8, le=1_000_000)
-    """Open connections at most (lowered to fit ``RLIMIT_NOFILE`` minus 128 at start)."""
+    """Open connections at most (lowered at start to fit ``RLIMIT_NOFILE`` minus the health
+    server's ``max_connections`` and 64 spare descriptors)."""
     reserve_connections: int = Field(default=128, ge=1)
     """Slots only admitted callers (registered validators with a permit) may use."""
     max_pending_per_ip: int = Field(default=32, ge=1)
