@@ -45,13 +45,27 @@ class SoundsrightError(Exception):
 
 
 class ConfigError(SoundsrightError):
-    """A configuration problem, formatted as one line: ``FILE: KEY: PROBLEM``."""
+    """A configuration problem, formatted as one line: ``FILE: KEY: PROBLEM``; with ``more``
+    (further ``(KEY, PROBLEM)`` pairs from the same file) one such line per problem."""
 
-    def __init__(self, problem: str, *, file: str | None = None, key: str | None = None) -> None:
+    def __init__(
+        self,
+        problem: str,
+        *,
+        file: str | None = None,
+        key: str | None = None,
+        more: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.problem = problem
         self.file = file
         self.key = key
-        super().__init__(": ".join(p for p in (file, key, problem) if p))
+        self.more = more
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        """Every problem as ``FILE: KEY: PROBLEM``."""
+        pairs = [(self.key, self.problem), *self.more]
+        return [": ".join(p for p in (self.file, key, problem) if p) for key, problem in pairs]
 
 
 class InputError(SoundsrightError):

@@ -348,11 +348,30 @@ class MinerServerSettings(_Section):
     """Deadline of one request's handler (storing Feedback included)."""
     shutdown_timeout_s: float = Field(default=10.0, gt=0)
     """On SIGTERM/SIGINT: how long in-flight requests may take to finish."""
+    max_connections: int = Field(default=768, ge=8, le=1_000_000)
+    """Open connections at most (lowered at start to fit ``RLIMIT_NOFILE`` minus the health
+    server's ``max_connections`` and 64 spare descriptors)."""
+    reserve_connections: int = Field(default=128, ge=1)
+    """Slots only admitted callers (registered validators with a permit) may use."""
+    max_pending_per_ip: int = Field(default=32, ge=1)
+    """Connections one address may hold before it is admitted (more are refused at once)."""
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """A request's headers must arrive within this many seconds of connecting."""
+    body_timeout_s: float = Field(default=20.0, gt=0, le=600)
+    """A request's body must arrive within this many seconds of its headers."""
+    keepalive_timeout_s: float = Field(default=15.0, gt=0, le=600)
+    """An idle keep-alive connection is closed after this many seconds."""
 
     @field_validator("host")
     @classmethod
     def _host(cls, v: str) -> str:
         return _ip(v, allow_unspecified=True)
+
+    @model_validator(mode="after")
+    def _reserve_fits(self) -> MinerServerSettings:
+        if self.reserve_connections >= self.max_connections:
+            raise ValueError("reserve_connections must be smaller than max_connections")
+        return self
 
     @field_validator("external_ip")
     @classmethod
@@ -372,6 +391,8 @@ class MinerHealthSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=6000, ge=0, le=65535)
+    max_connections: int = Field(default=32, ge=2, le=1024)
+    """Open connections at most (local scrapers and probes only)."""
 
     @field_validator("host")
     @classmethod
@@ -510,11 +531,9 @@ def _validate(model: type[S], data: Mapping[str, Any], file: str) -> S:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        key, problem = _describe(errors[0])
-        if len(errors) > 1:
-            problem += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-        raise ConfigError(problem, file=file, key=key) from None
+        described = [_describe(err) for err in exc.errors(include_url=False)]
+        key, problem = described[0]
+        raise ConfigError(problem, file=file, key=key, more=tuple(described[1:])) from None
 
 
 def _load(model: type[S], path: str | os.PathLike[str]) -> S:

@@ -113,8 +113,8 @@ def test_config_check(
     bad.write_text("[wallet]\nname = 3\n")
     assert main(["config", "check", "--role", "miner", "--config", str(bad)]) == 2
     assert capsys.readouterr().err == (
-        f"soundsright: error: {bad}: wallet.name: Input should be a valid string (got 3) "
-        "(and 1 more problem)\n"
+        f"soundsright: error: {bad}: wallet.name: Input should be a valid string (got 3)\n"
+        f"soundsright: error: {bad}: model: missing required key\n"
     )
 
 

@@ -249,13 +249,77 @@ def test_config_errors_are_one_line_exit_2(
 def test_check_prints_the_summary(
     tmp_path: Path, wallet: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = _config(tmp_path, wallet, MODEL, "host = '0.0.0.0'\nexternal_ip = '203.0.113.9'")
+    from soundsright_async.chain._localnet_db import LocalnetDB
+    from soundsright_async.wallet import load_hotkey
+
+    db = LocalnetDB(tmp_path / "ln.sqlite")
+    db.init(netuid=7)
+    me = load_hotkey("w", "h", wallet)
+    db.register(7, me.ss58_address, me.ss58_address)
+    port = _free_port()
+    chain = f'[chain]\nnetwork = "localnet"\nlocalnet_path = "{db.path}"\n'
+    server = f"host = '0.0.0.0'\nexternal_ip = '127.0.0.1'\nport = {port}"
+    path = _config(tmp_path, wallet, MODEL + chain, server)
+    path.write_text("netuid = 7\n" + path.read_text())
     assert miner_main(["--config", str(path), "--check", "--json"]) == 0
     out = orjson.loads(capsys.readouterr().out)
-    assert out["endpoint"] == "203.0.113.9:6001"
+    assert out["endpoint"] == f"127.0.0.1:{port}"
     assert len(out["commitment"]) == 64
     assert out["settings"]["upkeep"]["metagraph_interval_s"] == 120.0
+    assert out["ok"] is True
+    assert out["checks"] == {
+        "subnet": {"ok": True, "message": "subnet 7 on localnet: 1 neurons"},
+        "registered": {
+            "ok": True,
+            "message": "hotkey registered as uid 0; endpoint on chain: none",
+        },
+        "endpoint": {"ok": True, "message": f"endpoint 127.0.0.1:{port} is reachable"},
+    }
     assert (tmp_path / "data").is_dir()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_check_fails_for_a_missing_subnet_an_unregistered_hotkey_and_a_dead_endpoint(
+    tmp_path: Path, wallet: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from soundsright_async.chain._localnet_db import LocalnetDB
+
+    db = LocalnetDB(tmp_path / "ln.sqlite")
+    db.init(netuid=1)
+    prog = "soundsright-miner"
+
+    def check(netuid: int, server: str) -> list[str]:
+        chain = f'[chain]\nnetwork = "localnet"\nlocalnet_path = "{db.path}"\n'
+        path = _config(tmp_path, wallet, MODEL + chain, server)
+        path.write_text(f"netuid = {netuid}\n" + path.read_text())
+        assert miner_main(["--config", str(path), "--check"]) == 1
+        return [x for x in capsys.readouterr().out.splitlines() if ": ok:" in x or "FAILED" in x]
+
+    assert check(105, "host = '127.0.0.1'") == [
+        f"{prog}: FAILED: subnet 105 does not exist on localnet (check netuid in the config)"
+    ]
+    hotkey = load_hotkey_from_wallet(wallet)
+    port = _free_port()  # published as 127.0.0.2:port, where nothing listens
+    lines = check(1, f"host = '127.0.0.1'\nport = {port}\nexternal_ip = '127.0.0.2'")
+    assert lines == [
+        f"{prog}: ok: subnet 1 on localnet: 0 neurons",
+        f"{prog}: FAILED: hotkey {hotkey} is not registered on subnet 1 (register it first; the "
+        "daemon would wait for it)",
+        f"{prog}: FAILED: endpoint 127.0.0.2:{port} is not reachable from this machine "
+        "(Connection refused within 3s): check the firewall, NAT, server.external_ip and "
+        "server.external_port",
+    ]
+
+
+def load_hotkey_from_wallet(wallet: Path) -> str:
+    from soundsright_async.wallet import load_hotkey
+
+    return load_hotkey("w", "h", wallet).ss58_address
 
 
 def test_port_in_use_fails_start_up_with_exit_1(

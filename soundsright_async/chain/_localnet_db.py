@@ -105,8 +105,12 @@ class LocalnetDB:
             conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
         except sqlite3.Error as exc:
             raise ChainError(f"cannot open {self.path}: {exc}", network="localnet") from exc
-        conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise ChainError(f"cannot open {self.path}: {exc}", network="localnet") from exc
         return conn
 
     @contextmanager

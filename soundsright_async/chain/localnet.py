@@ -8,6 +8,7 @@ store like the real chain checks extrinsics.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -74,6 +75,10 @@ class LocalnetChain(Chain):
                 network="localnet",
                 netuid=self.netuid,
             ) from None
+        except sqlite3.Error as exc:  # a corrupt or truncated file is a chain error, not a bug
+            raise ChainUnavailableError(
+                f"{self.db.path}: {exc}", network="localnet", netuid=self.netuid
+            ) from exc
 
     async def block(self) -> Block:
         return await self._run(self.db.head)

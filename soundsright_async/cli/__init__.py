@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._exceptions import ConfigError, InputError, SoundsrightError
-from ..logs import configure_logging
 from . import (
     commitment,
     config_cmd,
@@ -61,10 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from ..logs import configure_logging  # after parsing: --help never imports structlog
+
     configure_logging(args.log_format, args.log_level)
     try:
         return int(args.handler(args))
-    except (ConfigError, InputError) as exc:
+    except ConfigError as exc:
+        for line in exc.lines():
+            print(f"soundsright: error: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    except InputError as exc:
         print(f"soundsright: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except SoundsrightError as exc:

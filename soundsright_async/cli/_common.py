@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -21,12 +21,21 @@ __all__ = [
     "existing_dir",
     "print_json",
     "progress_bar",
+    "run_async",
     "stderr_is_tty",
 ]
 
+T = TypeVar("T")
 EXIT_OK = 0
 EXIT_FAILED = 1  # the command ran and the answer is "no" (a check failed)
 EXIT_USAGE = 2  # bad arguments, bad config, unusable input
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` (asyncio is imported only by the commands that need it)."""
+    import asyncio
+
+    return asyncio.run(main)
 
 
 def print_json(obj: Any) -> None:

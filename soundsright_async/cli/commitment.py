@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from ..protocol import commitment_hash
+if TYPE_CHECKING:
+    pass
 from ._common import EXIT_OK, competition_arg
 
 __all__ = ["register"]
@@ -26,6 +28,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..protocol import commitment_hash
+
     print(
         commitment_hash(
             namespace=args.namespace,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from ..config import load_miner_settings
-from ..validator.settings import load_validator_settings
+if TYPE_CHECKING:
+    pass
 from ._common import EXIT_OK, print_json
 
 __all__ = ["check_config", "register"]
@@ -17,6 +17,9 @@ Role = Literal["validator", "miner"]
 
 def check_config(role: Role, path: Path) -> dict[str, Any]:
     """Load the config (raising ``ConfigError``) and return a summary without secret values."""
+    from ..config import load_miner_settings
+    from ..validator.settings import load_validator_settings
+
     if role == "validator":
         settings, secrets = load_validator_settings(path)
         summary = settings.model_dump(mode="json")

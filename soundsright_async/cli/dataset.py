@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from ..audio.dataset.generate import Dataset, DatasetSpec, ProgressCallback
+    from ..config import (
+        DatasetSettings,
+        Secrets,
+    )
 
 from .._exceptions import ConfigError
-from ..audio.dataset.factory import build_sources
-from ..audio.dataset.generate import Dataset, DatasetSpec, ProgressCallback, generate_dataset
-from ..audio.pool import ScoringPool
 from ..competitions import Competition, Task
-from ..config import DatasetSettings, Secrets, resolve_secret
-from ..validator.settings import ValidatorSettings, load_validator_settings
-from ._common import EXIT_OK, competition_arg, print_json, progress_bar, stderr_is_tty
+from ._common import EXIT_OK, competition_arg, print_json, progress_bar, run_async, stderr_is_tty
 
 __all__ = ["register"]
 
@@ -75,6 +74,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _settings(args: argparse.Namespace) -> tuple[DatasetSettings, Secrets, Path]:
+    from ..config import Secrets, resolve_secret
+    from ..validator.settings import ValidatorSettings, load_validator_settings
+
     comp: Competition = args.competition
     if args.noise is not None and comp.task is not Task.DENOISING:
         args.parser.error(f"--noise applies to denoising competitions, not {comp.name}")
@@ -99,6 +101,8 @@ def _settings(args: argparse.Namespace) -> tuple[DatasetSettings, Secrets, Path]
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..audio.dataset.generate import DatasetSpec
+
     settings, secrets, data_dir = _settings(args)
     spec = DatasetSpec(
         competition=args.competition,
@@ -109,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     with progress_bar("generating", enabled=stderr_is_tty() and not args.json) as progress:
-        dataset = asyncio.run(_generate(spec, settings, secrets, data_dir, args.workers, progress))
+        dataset = run_async(_generate(spec, settings, secrets, data_dir, args.workers, progress))
     summary = {"path": str(dataset.path), **dataset.manifest.summary()}
     if args.json:
         print_json(summary)
@@ -126,6 +130,10 @@ async def _generate(
     workers: int | None,
     progress: ProgressCallback | None,
 ) -> Dataset:
+    from ..audio.dataset.factory import build_sources
+    from ..audio.dataset.generate import generate_dataset
+    from ..audio.pool import ScoringPool
+
     async with ScoringPool(workers=workers) as pool:
         sources = build_sources(settings, secrets, data_dir=data_dir, pool=pool)
         try:
@@ -135,6 +143,9 @@ async def _generate(
 
 
 def _print_summary(summary: dict[str, object]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"dataset {summary['path']}", show_header=False)
     for key, value in summary.items():
         if key == "path":

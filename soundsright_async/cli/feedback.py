@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import unicodedata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InputError
-from ..config import load_miner_settings
-from ..miner.feedback import FeedbackRecord, read_records, summarize
+
+if TYPE_CHECKING:
+    from ..miner.feedback import FeedbackRecord
 from ._common import EXIT_OK, print_json
 
 __all__ = ["register"]
@@ -45,6 +47,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.set_defaults(handler=run)
 
 
+def _clean(value: object) -> str:
+    """Text a validator sent, safe for a terminal: control and format characters (escape
+    sequences, newlines, bidi overrides) are dropped."""
+    return "".join(c for c in str(value) if not unicodedata.category(c).startswith("C"))
+
+
 def _num(x: float | None, width: int = 9) -> str:
     return f"{'-':>{width}}" if x is None else f"{x:>{width}.4g}"
 
@@ -60,14 +68,14 @@ def _print(summary: dict[str, Any], directory: Path) -> None:
         print(f"  skipped {summary['skipped_lines']} unreadable lines")
     for comp, c in summary["competitions"].items():
         print(
-            f"\n{comp}  epoch {c['epoch']}  from {len(c['validators'])} validator(s), "
+            f"\n{_clean(comp)}  epoch {c['epoch']}  from {len(c['validators'])} validator(s), "
             f"latest {c['received_at']}"
         )
         if c["model"] is None:
             print("  no scorable submission this epoch")
         else:
-            state = "valid" if c["valid"] else f"INVALID: {c['reason']}"
-            print(f"  model {c['model']} (commit block {c['commit_block']}): {state}")
+            state = "valid" if c["valid"] else f"INVALID: {_clean(c['reason'])}"
+            print(f"  model {_clean(c['model'])} (commit block {c['commit_block']}): {state}")
         print(f"  {'metric':<8} {'ours':>9} {'95% CI':>19} {'winner':>9} {'gap':>9}  winner model")
         for metric, m in c["metrics"].items():
             ci = (
@@ -77,12 +85,15 @@ def _print(summary: dict[str, Any], directory: Path) -> None:
             )
             won = "  <- you" if m["we_won"] else ""
             print(
-                f"  {metric:<8} {_num(m['ours'])} {ci:>19} {_num(m['winner'])} {_num(m['gap'])}"
-                f"  {m['winner_model'] or '-'}{won}"
+                f"  {_clean(metric):<8} {_num(m['ours'])} {ci:>19} {_num(m['winner'])} "
+                f"{_num(m['gap'])}  {_clean(m['winner_model'] or '-')}{won}"
             )
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..config import load_miner_settings
+    from ..miner.feedback import read_records, summarize
+
     if args.data_dir is not None:
         directory = args.data_dir.expanduser()
     else:

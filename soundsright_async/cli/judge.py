@@ -6,23 +6,17 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from ..validator.judging import (
+        EpochInput,
+        Judgement,
+    )
 
 from .._exceptions import InputError
 from ..competitions import COMPETITIONS
-from ..validator.judging import (
-    EpochInput,
-    ExclusionReason,
-    Judgement,
-    Rule,
-    WeightsRule,
-    judge_epoch,
-    judgement_to_dict,
-    parse_epoch_json,
-)
+from ..validator.judging._types import ExclusionReason, WeightsRule
 from ._common import EXIT_OK, print_json
 
 __all__ = ["load_epoch_file", "register"]
@@ -46,6 +40,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..validator.judging import judge_epoch, judgement_to_dict
+
     epoch = load_epoch_file(args.input)
     judgement = judge_epoch(epoch)
     if args.json:
@@ -57,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
 def load_epoch_file(source: str) -> EpochInput:
     """Read and parse the epoch file; every problem is an ``InputError`` naming file and field."""
+    from ..validator.judging import parse_epoch_json
+
     label = "<stdin>" if source == "-" else source
     try:
         raw = sys.stdin.buffer.read() if source == "-" else Path(source).expanduser().read_bytes()
@@ -71,6 +69,12 @@ def load_epoch_file(source: str) -> EpochInput:
 
 
 def _print_summary(epoch: EpochInput, j: Judgement) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..validator.judging import Rule
+
     console = Console()
     for comp in COMPETITIONS:
         decisions = [d for d in j.decisions if d.competition == comp.name]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._exceptions import InputError
-from ..chain._localnet_db import LocalnetDB
-from ..chain.errors import ChainError
-from ..wallet import WalletError, public_keys
+
+if TYPE_CHECKING:
+    from ..chain._localnet_db import LocalnetDB
 from ._common import EXIT_OK, print_json
 
 __all__ = ["register"]
@@ -44,6 +45,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _db(path: Path, must_exist: bool = True) -> LocalnetDB:
+    from ..chain._localnet_db import LocalnetDB
+
     if must_exist and not path.expanduser().is_file():
         raise InputError(f"{path}: no localnet file (create it with `soundsright localnet init`)")
     return LocalnetDB(path)
@@ -63,6 +66,9 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace) -> int:
+    from ..chain.errors import ChainError
+    from ..wallet import WalletError, public_keys
+
     db = _db(args.path)
     netuid = args.netuid
     if netuid is None:

@@ -4,13 +4,12 @@
 prints its content hash, checkpoint hashes, size and file count, or why it is rejected (exit 1).
 The ``model`` group takes more subcommands (``verify``) beside ``check``: each one is a
 ``_register_*`` function listed in ``_SUBCOMMANDS``, and they share the model-source options
-(``add_source_arguments`` / ``source_settings`` / ``build_source``).
+(``add_source_arguments`` / ``source_settings``; ``sandbox.setup.build_source``).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import signal
@@ -19,36 +18,34 @@ import tempfile
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from pydantic import SecretStr, ValidationError
-from rich.console import Console
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
-from ..audio.dataset import DatasetSpec, generate_dataset
-from ..audio.pool import ScoringPool, default_workers
-from ..config import ModelSourceSettings, SandboxSettings, resolve_secret
-from ..sandbox import (
-    ModelRef,
-    ModelSource,
-    ModelSourceError,
-    RepoDigest,
-    fetch_model,
-    inspect_repo,
-)
-from ..sandbox.engine.firewall import process_start_time
-from ..sandbox.runner import BenchmarkResult, DatasetDirs, ModelUnderTest
-from ..sandbox.setup import build_source, limits_of, open_runner
-from ..validator.settings import load_validator_settings
+    from ..config import (
+        ModelSourceSettings,
+        SandboxSettings,
+    )
+    from ..sandbox import (
+        ModelRef,
+        ModelSource,
+        ModelSourceError,
+        RepoDigest,
+    )
+    from ..sandbox.runner import BenchmarkResult
+
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     competition_arg,
     existing_dir,
     print_json,
+    run_async,
     stderr_is_tty,
 )
 
-__all__ = ["add_source_arguments", "build_source", "register", "source_settings"]
+__all__ = ["add_source_arguments", "register", "source_settings"]
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 T = TypeVar("T")
@@ -75,6 +72,11 @@ def source_settings(
     args: argparse.Namespace, parser: argparse.ArgumentParser
 ) -> tuple[ModelSourceSettings, SecretStr | None]:
     """The ``[models]`` settings (config file, then command-line overrides) and the HF token."""
+    from pydantic import ValidationError
+
+    from ..config import ModelSourceSettings, resolve_secret
+    from ..validator.settings import load_validator_settings
+
     if args.config is not None:
         settings, secrets = load_validator_settings(args.config)
         base, token = settings.models, secrets.hf_token
@@ -124,6 +126,9 @@ def _register_check(msub: SubParsers) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from ..sandbox import ModelRef, ModelSourceError, inspect_repo
+    from ..sandbox.setup import build_source, limits_of
+
     parser: argparse.ArgumentParser = args.parser
     if args.repo is not None and args.revision is None:
         parser.error("--repo needs --revision")
@@ -134,11 +139,11 @@ def run_check(args: argparse.Namespace) -> int:
     settings, token = source_settings(args, parser)
     try:
         if args.path is not None:
-            digest = asyncio.run(inspect_repo(args.path.resolve(), limits_of(settings)))
+            digest = run_async(inspect_repo(args.path.resolve(), limits_of(settings)))
         else:
             ref = ModelRef.parse(args.repo, args.revision)
             with _status(f"fetching {ref}", enabled=stderr_is_tty() and not args.json):
-                digest = asyncio.run(_fetch(build_source(settings, token), ref, settings))
+                digest = run_async(_fetch(build_source(settings, token), ref, settings))
     except ModelSourceError as exc:
         _print_rejection(exc, as_json=args.json)
         return EXIT_FAILED
@@ -147,6 +152,9 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 async def _fetch(source: ModelSource, ref: ModelRef, settings: ModelSourceSettings) -> RepoDigest:
+    from ..sandbox import fetch_model
+    from ..sandbox.setup import limits_of
+
     with tempfile.TemporaryDirectory(prefix="soundsright-model-") as tmp:
         fetched = await fetch_model(source, ref, Path(tmp) / "model", limits_of(settings))
         return fetched.digest
@@ -154,6 +162,8 @@ async def _fetch(source: ModelSource, ref: ModelRef, settings: ModelSourceSettin
 
 @contextmanager
 def _status(text: str, *, enabled: bool) -> Iterator[None]:
+    from rich.console import Console
+
     if not enabled:
         yield
         return
@@ -213,6 +223,12 @@ def _register_verify(msub: SubParsers) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ..config import SandboxSettings
+    from ..sandbox import ModelSourceError
+    from ..validator.settings import load_validator_settings
+
     parser: argparse.ArgumentParser = args.parser
     if args.repo is not None and args.revision is None:
         parser.error("--repo needs --revision")
@@ -231,7 +247,7 @@ def run_verify(args: argparse.Namespace) -> int:
         )
     sandbox = sandbox.model_copy(update={"owner": verify_owner(os.getpid())})
     try:
-        result = asyncio.run(_until_signal(_verify(args, settings, token, sandbox)))
+        result = run_async(_until_signal(_verify(args, settings, token, sandbox)))
     except ModelSourceError as exc:
         _print_rejection(exc, as_json=args.json)
         return EXIT_FAILED
@@ -257,12 +273,16 @@ _VERIFY_OWNER = re.compile(r"^verify-(\d+)-(\d+)$")
 
 def verify_owner(pid: int) -> str:
     """``verify-PID-STARTTIME``: unique while the process lives, recognisably dead after."""
+    from ..sandbox.engine.firewall import process_start_time
+
     return f"verify-{pid}-{process_start_time(pid)}"
 
 
 def dead_verify_owner(owner: str) -> bool:
     """An owner label of a ``model verify`` process on this host that is no longer running
     (its leftovers after a SIGKILL are swept by the next ``model verify``)."""
+    from ..sandbox.engine.firewall import process_start_time
+
     m = _VERIFY_OWNER.match(owner)
     return m is not None and process_start_time(int(m[1])) != m[2]
 
@@ -271,6 +291,8 @@ async def _until_signal(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro``; SIGTERM (and SIGHUP) cancel it like Ctrl-C, so every ``finally`` and
     ``async with`` cleans up (container, network, image, temp dir) before the exit. A repeated
     signal does not interrupt that cleanup (each step of it has a deadline)."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(coro)
 
@@ -294,6 +316,12 @@ async def _verify(
     token: SecretStr | None,
     sandbox: SandboxSettings,
 ) -> BenchmarkResult:
+    from ..audio.dataset import DatasetSpec, generate_dataset
+    from ..audio.pool import ScoringPool, default_workers
+    from ..sandbox import ModelRef, fetch_model, inspect_repo
+    from ..sandbox.runner import DatasetDirs, ModelUnderTest
+    from ..sandbox.setup import build_source, limits_of, open_runner
+
     with tempfile.TemporaryDirectory(prefix="soundsright-verify-") as tmp_name:
         tmp = Path(tmp_name)
         if args.path is not None:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from ..audio.metrics import DatasetScore
+    from ..audio.pool import ProgressCallback
 
 from .._exceptions import InputError, PoolError, ScoringError
-from ..audio.metrics import DatasetScore
-from ..audio.pool import ProgressCallback, ScoringPool
 from ..competitions import Competition
-from ._common import EXIT_OK, competition_arg, existing_dir, print_json, progress_bar, stderr_is_tty
+from ._common import (
+    EXIT_OK,
+    competition_arg,
+    existing_dir,
+    print_json,
+    progress_bar,
+    run_async,
+    stderr_is_tty,
+)
 
 __all__ = ["register"]
 
@@ -44,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         args.parser.error("--workers must be >= 1")
     with progress_bar("scoring", enabled=stderr_is_tty() and not args.json) as progress:
-        result = asyncio.run(_score(args, progress))
+        result = run_async(_score(args, progress))
     if args.json:
         print_json(result.to_dict())
     else:
@@ -53,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _score(args: argparse.Namespace, progress: ProgressCallback | None) -> DatasetScore:
+    from ..audio.pool import ScoringPool
+
     async with ScoringPool(workers=args.workers) as pool:
         try:
             return await pool.score(
@@ -83,6 +92,9 @@ def _one_error(group: ExceptionGroup[Exception]) -> Exception:
 
 
 def _print_table(result: DatasetScore) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     table = Table(title=f"{result.competition} ({result.sample_rate} Hz, {result.files} files)")
     table.add_column("metric")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._exceptions import InputError
-from ..wallet import WalletError, create_wallet
+
+if TYPE_CHECKING:
+    pass
 from ._common import EXIT_OK, print_json
 
 __all__ = ["register"]
@@ -30,6 +33,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..wallet import WalletError, create_wallet
+
     try:
         info = create_wallet(args.name, args.hotkey, args.path, overwrite=args.overwrite)
     except WalletError as exc:

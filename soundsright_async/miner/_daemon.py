@@ -31,6 +31,7 @@ from ..protocol import commitment_hash
 from ..runtime import (
     Backoff,
     SdNotifier,
+    ServerLimits,
     TaskStatus,
     periodic,
     ping_watchdog,
@@ -49,6 +50,20 @@ from .feedback import FeedbackStore
 __all__ = ["Miner"]
 
 log = structlog.get_logger(__name__)
+
+
+def signed_limits(settings: MinerSettings) -> ServerLimits:
+    """The public signed server's connection limits (``[server]`` settings)."""
+    srv = settings.server
+    return ServerLimits(
+        max_connections=srv.max_connections,
+        reserve=srv.reserve_connections,
+        max_pending_per_ip=srv.max_pending_per_ip,
+        header_timeout_s=srv.header_timeout_s,
+        body_timeout_s=srv.body_timeout_s,
+        keepalive_timeout_s=srv.keepalive_timeout_s,
+        fd_headroom=64 + settings.health.max_connections,
+    )
 
 
 class Miner:
@@ -127,13 +142,13 @@ class Miner:
             interval=interval,
             backoff=self._retry_backoff(),
             retry_on=(ChainError,),
-            on_success=self.state.task_running,
+            on_success=self.state.task_ticked,
             on_retry=self._step_failed,
             **kw,
         )
 
     def _step_failed(self, name: str, exc: Exception) -> None:
-        self.state.task_running(name)
+        self.state.task_failed(name, exc)
         if isinstance(exc, ChainError):
             self.state.count("chain_errors_total", task=name)
 
@@ -149,6 +164,7 @@ class Miner:
             revision=state.revision,
             commitment=state.commitment_wanted,
         )
+        await anyio.to_thread.run_sync(self.store.repair)
         try:
             async with anyio.create_task_group() as tg:
                 if self.handle_signals:
@@ -172,8 +188,11 @@ class Miner:
                 port=s.server.port if state.http_address is None else state.http_address[1],
                 shutdown_timeout_s=s.server.shutdown_timeout_s,
                 name="http",
+                limits=signed_limits(s),
+                on_guard=state.set_http_guard,
             )
 
+        state.board.register("http", max_age_s=float("inf"))
         state.http_address = await self._supervised(tg, "http", http)
         if s.health.enabled:
 
@@ -185,6 +204,15 @@ class Miner:
                     port=s.health.port if not state.health_address else state.health_address[1],
                     shutdown_timeout_s=2.0,
                     name="health",
+                    limits=ServerLimits(
+                        max_connections=s.health.max_connections,
+                        reserve=1,
+                        header_timeout_s=5.0,
+                        body_timeout_s=5.0,
+                        keepalive_timeout_s=15.0,
+                        admit_on_headers=True,
+                        fd_headroom=64,
+                    ),
                 )
 
             state.health_address = await self._supervised(tg, "health", health)
@@ -210,8 +238,15 @@ class Miner:
             port=s.server.external_port or state.http_address[1],
             rate_limit_wait_s=u.rate_limit_wait_s,
         )
+        requests_seen = 0
+
+        async def sync_wait(max_wait_s: float) -> None:
+            """The interval, or less when a task asks for a sync (to confirm its write)."""
+            nonlocal requests_seen
+            requests_seen = await state.sync_requests.wait_newer(requests_seen, max_wait_s)
+
         loops = {
-            "metagraph": self._loop("metagraph", sync_step, u.metagraph_interval_s),
+            "metagraph": self._loop("metagraph", sync_step, u.metagraph_interval_s, wait=sync_wait),
             "commitment": self._loop("commitment", commit_step, u.commitment_interval_s),
         }
         for name, fn in loops.items():

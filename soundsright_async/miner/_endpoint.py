@@ -60,6 +60,7 @@ class EndpointUpkeep:
         if result.ok:
             self._served_at_version = state.synced.version
             state.last_serve = state.now()
+            state.sync_requests.bump()  # confirm it on the next sync, now rather than later
             log.info(
                 "endpoint.published", endpoint=self.wanted, previous=me.endpoint, block=result.block
             )

@@ -48,6 +48,8 @@ def _counting(state: MinerState) -> Any:
         except web.HTTPException as exc:
             state.count("requests_total", path=path, status=str(exc.status))
             raise
+        except ConnectionError:
+            raise  # the client went away: the connection guard counts it
         except Exception:
             state.count("requests_total", path=path, status="500")
             log.exception("http.handler_failed", path=request.path)

@@ -37,7 +37,11 @@ def _age(state: MinerState, ts: float | None) -> float | None:
 def health_report(state: MinerState, *, stale_after_s: float) -> dict[str, Any]:
     """Liveness plus the last sync / commit times; ``status`` is ``ok`` or ``degraded``."""
     problems = []
-    if state.last_sync is None or (_age(state, state.last_sync) or 0.0) > stale_after_s:
+    board = state.board.tasks
+    sync = board.get("metagraph")
+    if sync is not None and sync.state == "retrying":
+        problems.append(f"chain: the last metagraph sync failed ({sync.last_error})")
+    elif state.last_sync is None or (_age(state, state.last_sync) or 0.0) > stale_after_s:
         problems.append("metagraph sync is stale")
     if state.registered is False:
         problems.append("hotkey is not registered on the subnet")
@@ -45,8 +49,11 @@ def health_report(state: MinerState, *, stale_after_s: float) -> dict[str, Any]:
         problems.append("commitment on chain does not match the configured model (yet)")
     if state.endpoint_ok is not True:
         problems.append("published endpoint does not match (yet)")
-    if any(s != "running" for s in state.tasks.values()):
-        problems.append("a task is restarting")
+    for name, info in sorted(board.items()):
+        if info.state == "retrying" and name != "metagraph":
+            problems.append(f"task {name} is failing ({info.failures}x): {info.last_error}")
+        elif info.state == "restarting":
+            problems.append(f"task {name} crashed and is restarting ({info.restarts}x)")
     return {
         "status": "ok" if not problems else "degraded",
         "problems": problems,
@@ -83,7 +90,7 @@ def health_report(state: MinerState, *, stale_after_s: float) -> dict[str, Any]:
             "received": state.counter("feedback_total"),
             "last": _iso(state.last_feedback),
         },
-        "tasks": dict(sorted(state.tasks.items())),
+        "tasks": state.board.snapshot(),
     }
 
 
@@ -133,6 +140,15 @@ def prometheus_text(state: MinerState) -> str:
     )
     _gauge(out, "endpoint_ok", "1 if the chain holds our endpoint.", state.endpoint_ok)
     _gauge(out, "last_feedback_seconds", "Last feedback received (unix).", state.last_feedback)
+    guard = state.http_guard
+    if guard is not None:
+        _gauge(out, "http_open_connections", "Open connections on the signed server.", guard.open)
+        name = "http_connections_total"
+        out += [
+            f"# HELP {_PREFIX}{name} Connections on the signed server by outcome (guard counters).",
+            f"# TYPE {_PREFIX}{name} counter",
+        ]
+        out += [_sample(name, v, {"outcome": k}) for k, v in guard.stats.as_dict().items()]
     by_metric: dict[str, list[str]] = {name: [] for name in _HELP}
     for (name, labels), value in sorted(state.counters.items()):
         by_metric.setdefault(name, []).append(_sample(name, value, dict(labels)))

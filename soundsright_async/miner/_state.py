@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..net import MetagraphCache
-from ..runtime import Changes
+from ..runtime import Changes, ConnectionGuard, TaskBoard
 
 __all__ = ["MinerState"]
 
@@ -33,6 +33,8 @@ class MinerState:
     metagraph: MetagraphCache = field(default_factory=MetagraphCache)
     synced: Changes = field(default_factory=Changes)
     """Bumped after every successful metagraph sync."""
+    sync_requests: Changes = field(default_factory=Changes)
+    """Bumped to ask for a metagraph sync now (after our own chain write, to confirm it)."""
     last_sync: float | None = None
     sync_block: int | None = None
     uid: int | None = None
@@ -49,13 +51,21 @@ class MinerState:
     last_feedback: float | None = None
     http_address: tuple[str, int] | None = None
     health_address: tuple[str, int] | None = None
-    tasks: dict[str, str] = field(default_factory=dict)
-    """Task name -> ``running`` / ``restarting``."""
+    board: TaskBoard = field(default_factory=TaskBoard)
+    """Each task's state (starting / running / retrying / restarting), last tick and error."""
     counters: Counter[tuple[str, Labels]] = field(default_factory=Counter)
+    http_guard: ConnectionGuard | None = None
+    """The signed server's connection guard (its counters go to ``/metrics``)."""
 
     def __post_init__(self) -> None:
         if not self.started_at:
             self.started_at = self.clock()
+        self.board.clock = self.clock
+
+    @property
+    def tasks(self) -> dict[str, str]:
+        """Task name -> state."""
+        return {name: info.state for name, info in sorted(self.board.tasks.items())}
 
     def now(self) -> float:
         return self.clock()
@@ -67,9 +77,18 @@ class MinerState:
     def counter(self, metric: str, **labels: str) -> int:
         return self.counters[(metric, tuple(sorted(labels.items())))]
 
+    def set_http_guard(self, guard: ConnectionGuard) -> None:
+        self.http_guard = guard
+
     def task_running(self, name: str) -> None:
-        self.tasks[name] = "running"
+        self.board.running(name)
+
+    def task_ticked(self, name: str) -> None:
+        self.board.tick(name)
+
+    def task_failed(self, name: str, error: BaseException) -> None:
+        self.board.failed(name, f"{type(error).__name__}: {error}")
 
     def task_crashed(self, name: str) -> None:
-        self.tasks[name] = "restarting"
+        self.board.crashed(name)
         self.count("task_restarts_total", task=name)

@@ -1,7 +1,9 @@
 """The miner's Feedback store: ``feedback.jsonl`` in the data dir, and its summary.
 
 Every Feedback a validator sends is one JSON line (``FeedbackRecord``), appended with ``O_APPEND``,
-flushed and ``fsync``'d before the validator gets its answer. When an append would make the file
+flushed and ``fsync``'d before the validator gets its answer. A torn last line (a crash or power
+cut mid-write) is cut back to the last newline at start (``repair``) and before every append, so
+no record is ever written onto a partial line. When an append would make the file
 larger than ``max_file_bytes`` the file is rotated first (``feedback.jsonl`` -> ``.1`` -> ``.2``
 ..., keeping ``keep_files``), and the directory is fsync'd so a crash never loses a rename.
 
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import structlog
 
 from ..competitions import get_competition
 from ..protocol import FeedbackRequest, ProtocolError, decode_message
@@ -36,6 +39,7 @@ __all__ = [
 ]
 
 FEEDBACK_FILE = "feedback.jsonl"
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,26 @@ def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
 
+def _cut_torn_tail(fd: int, size: int) -> int:
+    """Truncate the file open on ``fd`` (``size`` bytes) back to just after its last newline;
+    returns the bytes cut (0 when it already ends with one, or is empty)."""
+    if size <= 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return 0
+    end = size
+    keep = 0
+    while end > 0:
+        start = max(0, end - 64 * 1024)
+        chunk = os.pread(fd, end - start, start)
+        at = chunk.rfind(b"\n")
+        if at >= 0:
+            keep = start + at + 1
+            break
+        end = start
+    os.ftruncate(fd, keep)
+    os.fsync(fd)
+    return size - keep
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -100,6 +124,25 @@ class FeedbackStore:
         self.keep_files = keep_files
         self._lock = threading.Lock()  # a timed-out append's thread may still be writing
 
+    def repair(self) -> int:
+        """Cut a torn last line (a write cut short by a crash or power cut) back to the last
+        newline; returns the bytes cut. Called at start; ``append`` checks again every time."""
+        with self._lock:
+            return self._repair_locked()
+
+    def _repair_locked(self) -> int:
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return 0
+        try:
+            cut = _cut_torn_tail(fd, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+        if cut:
+            log.warning("feedback.torn_line_cut", path=str(self.path), bytes=cut)
+        return cut
+
     async def append(self, record: FeedbackRecord) -> None:
         await asyncio.to_thread(self.append_sync, record.to_json() + b"\n")
 
@@ -113,8 +156,10 @@ class FeedbackStore:
             if size > 0 and size + len(line) > self.max_file_bytes:
                 self._rotate()
                 size = -1
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
             try:
+                if size > 0 and _cut_torn_tail(fd, size):  # never append onto a partial line
+                    log.warning("feedback.torn_line_cut", path=str(self.path))
                 view = memoryview(line)
                 while view:
                     view = view[os.write(fd, view) :]

@@ -74,19 +74,23 @@ class SignedClient:
         deadline_s: float = 10.0,
         max_response_bytes: int = 1024 * 1024,
         scheme: str = "http",
+        local_addr: tuple[str, int] | None = None,
     ) -> None:
         self._key = hotkey
         self._slots = asyncio.Semaphore(concurrency)
         self._deadline = deadline_s
         self._max = max_response_bytes
         self._scheme = scheme
+        self._local_addr = local_addr
         self._session: aiohttp.ClientSession | None = None
         self._concurrency = concurrency
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._concurrency),
+                connector=aiohttp.TCPConnector(
+                    limit=self._concurrency, local_addr=self._local_addr
+                ),
                 auto_decompress=False,
             )
         return self._session

@@ -3,6 +3,10 @@
 ``btauth_middleware`` answers, with a short JSON body ``{"error": ..., "status": ...}``:
 
 * 413 when the body is larger than ``max_body_bytes`` (checked before anything is verified);
+* before the body is read, from the headers alone: 401 without btauth/1 headers or for another
+  receiver, 503 without a metagraph, 403 for a claimed hotkey that is not registered or lacks
+  the route's permit/stake. These answers close the connection; only a caller that passes them
+  is ``runtime.admit``-ted (it may use the guard's reserve) and has its body read;
 * 401 when btauth/1 fails: unsigned, malformed headers, bad signature (tampered body or path),
   another receiver, stale or future nonce, replayed nonce;
 * 403 when the signer is not registered on the subnet, or the route's ``CallerRule`` asks for a
@@ -28,6 +32,7 @@ from pydantic import BaseModel
 
 from ..chain.types import Metagraph, Neuron
 from ..protocol import ProtocolError, encode_message
+from ..runtime import admit
 
 __all__ = [
     "REGISTERED",
@@ -92,6 +97,14 @@ def json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message, "status": status}, status=status)
 
 
+def _refuse(status: int, message: str) -> web.Response:
+    """An answer sent before the body is read: the connection closes after it (an unread body
+    is never drained)."""
+    resp = json_error(status, message)
+    resp.force_close()
+    return resp
+
+
 def message_response(message: BaseModel, status: int = 200) -> web.Response:
     return web.Response(
         body=encode_message(message), status=status, content_type="application/json"
@@ -153,10 +166,33 @@ def btauth_middleware(
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in public_paths:
             return await _guarded(request, handler)
+        if request.content_length is not None and request.content_length > max_body_bytes:
+            return _refuse(413, f"body larger than {max_body_bytes} bytes")
+        # Who is calling, from the headers alone, before a byte of the body is read: strangers
+        # never make us buffer a body. The signature (over the body) is verified after.
+        claimed = request.headers.get(ha.HEADER_HOTKEY)
+        if request.headers.get(ha.HEADER_VERSION) != ha.VERSION or not claimed:
+            return _refuse(401, "MalformedAuth: missing btauth/1 headers")
+        if request.headers.get(ha.HEADER_RECEIVER) not in (None, receiver):
+            return _refuse(401, "WrongReceiver: request was signed for a different receiver")
+        mg = metagraph.current()
+        if mg is None:
+            return _refuse(503, "metagraph not loaded yet; retry shortly")
+        neuron = mg.by_hotkey(claimed)
+        if neuron is None:
+            return _refuse(403, f"hotkey {claimed} is not registered")
+        rule = route_rules.get(request.path, default_rule)
+        if rule.require_permit and not neuron.validator_permit:
+            return _refuse(403, f"hotkey {claimed} has no validator permit")
+        if neuron.stake_alpha < rule.min_stake:
+            return _refuse(
+                403, f"hotkey {claimed} has stake {neuron.stake_alpha:g} < {rule.min_stake:g}"
+            )
+        admit(request)
         try:
             body = await _read_capped(request, max_body_bytes)
         except _TooLarge:
-            return json_error(413, f"body larger than {max_body_bytes} bytes")
+            return _refuse(413, f"body larger than {max_body_bytes} bytes")
         try:
             verified = ha.verify(
                 request.headers,
@@ -171,21 +207,6 @@ def btauth_middleware(
             )
         except ha.AuthError as exc:
             return json_error(401, f"{type(exc).__name__}: {exc}")
-        mg = metagraph.current()
-        if mg is None:
-            return json_error(503, "metagraph not loaded yet; retry shortly")
-        neuron = mg.by_hotkey(verified.hotkey_ss58)
-        if neuron is None:
-            return json_error(403, f"hotkey {verified.hotkey_ss58} is not registered")
-        rule = route_rules.get(request.path, default_rule)
-        if rule.require_permit and not neuron.validator_permit:
-            return json_error(403, f"hotkey {verified.hotkey_ss58} has no validator permit")
-        if neuron.stake_alpha < rule.min_stake:
-            return json_error(
-                403,
-                f"hotkey {verified.hotkey_ss58} has stake {neuron.stake_alpha:g} < "
-                f"{rule.min_stake:g}",
-            )
         request[_CALLER] = Caller(verified.hotkey_ss58, verified.nonce_ns, neuron)
         request[_BODY] = body
         return await _guarded(request, handler)

@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         setup = prepare(args.config)
     except ConfigError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        for line in exc.lines():
+            print(f"{PROG}: error: {line}", file=sys.stderr)
         return EXIT_USAGE
     if args.check or args.json:
         summary = {

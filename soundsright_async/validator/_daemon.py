@@ -46,6 +46,7 @@ from ..runtime import (
     Backoff,
     Changes,
     SdNotifier,
+    ServerLimits,
     TaskStatus,
     periodic,
     ping_watchdog,
@@ -194,6 +195,10 @@ class Validator:
                 port=port,
                 shutdown_timeout_s=2.0,
                 name="status",
+                # Local and read-only, but still bounded: a stuck client cannot pile up.
+                limits=ServerLimits(
+                    max_connections=64, reserve=8, max_pending_per_ip=48, admit_on_headers=True
+                ),
             )
 
         self.status_address = await self._supervised(tg, "status", status)
