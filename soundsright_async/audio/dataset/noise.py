@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft as sfft
 from scipy import signal
 
 from ._types import Audio
@@ -28,13 +29,19 @@ def _unit_rms(x: Audio) -> Audio:
 
 
 def coloured_noise(rng: np.random.Generator, n: int, exponent: float) -> Audio:
-    """Gaussian noise with a 1/f**exponent power spectrum, unit RMS."""
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n)
-    freqs[0] = freqs[1] if n > 1 else 1.0
+    """Gaussian noise with a 1/f**exponent power spectrum and no DC, unit RMS.
+
+    Shaped on an FFT of ``scipy.fft.next_fast_len(n)`` points (prime-heavy lengths are slow)
+    and cut to ``n``. The DC bin is zero (it used to get the lowest bin's amplitude).
+    """
+    size = sfft.next_fast_len(max(n, 2), real=True)
+    spectrum = sfft.rfft(rng.standard_normal(size))
+    freqs = sfft.rfftfreq(size)
+    freqs[0] = 1.0
     spectrum *= freqs ** (-exponent / 2)
-    x = np.fft.irfft(spectrum, n)
-    return _unit_rms(x)
+    spectrum[0] = 0.0
+    x = sfft.irfft(spectrum, size)[:n]
+    return _unit_rms(x - np.mean(x))
 
 
 def _babble(rng: np.random.Generator, n: int, sample_rate: int) -> Audio:
