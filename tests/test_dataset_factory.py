@@ -25,15 +25,19 @@ from soundsright_async.config import DatasetSettings, Secrets
 
 async def test_build_sources_follows_the_settings(tmp_path: Path) -> None:
     async with ScoringPool(workers=1) as pool:
-        offline = build_sources(DatasetSettings(), Secrets(), data_dir=tmp_path, pool=pool)
+        offline = build_sources(
+            DatasetSettings(), Secrets(), network="localnet", data_dir=tmp_path, pool=pool
+        )
         assert isinstance(offline.speech, EspeakSource)
         assert isinstance(offline.noise, SyntheticNoiseSource)
         assert isinstance(offline.rir, SyntheticRirSource)
         settings = DatasetSettings(speech="elevenlabs", noise="wham", rir="arni")
         with pytest.raises(ConfigError, match="ELEVENLABS_API_KEY"):
-            build_sources(settings, Secrets(), data_dir=tmp_path, pool=pool)
+            build_sources(settings, Secrets(), network="localnet", data_dir=tmp_path, pool=pool)
         secrets = Secrets(elevenlabs_api_key=SecretStr("k"))
-        prod = build_sources(settings, secrets, data_dir=tmp_path, pool=pool)
+        prod = build_sources(
+            DatasetSettings(), secrets, network="finney", data_dir=tmp_path, pool=pool
+        )
         try:
             assert isinstance(prod.speech, ElevenLabsSource)
             assert isinstance(prod.noise, WhamSource)

@@ -5,8 +5,8 @@ clean speech has none (below the speech's lowest frequencies, or above the top o
 source's band), a fixed high-pass or low-pass would remove noise without touching speech and
 gain SI-SDR for nothing. So clean speech and noise are both limited to the same band:
 
-* lower edge ``LOW_EDGE_HZ`` (50 Hz): nothing below 40 Hz (no DC, no sub-audible rumble), a
-  raised-cosine ramp from 40 to 50 Hz;
+* lower edge ``LOW_EDGE_HZ`` (50 Hz): nothing below it (no DC, no sub-audible rumble), a
+  raised-cosine ramp from 50 to 60 Hz;
 * upper edge: 95% of the Nyquist frequency of the slower of the speech source's rate and the
   competition's rate (espeak-ng renders at 22,050 Hz, so 10,474 Hz; ElevenLabs ``pcm_44100`` at
   48 kHz gives 20,948 Hz), with a ramp over the last 5% below it.
@@ -27,7 +27,7 @@ from ._types import Audio
 __all__ = ["LOW_EDGE_HZ", "Band", "band_limit", "band_mask", "speech_band"]
 
 LOW_EDGE_HZ = 50.0
-_LOW_STOP_HZ = 40.0
+_LOW_PASS_HZ = 60.0
 _TOP_FRACTION = 0.95
 _TOP_RAMP = 0.05
 
@@ -45,9 +45,10 @@ def speech_band(speech_rate: int, sample_rate: int) -> Band:
 
 
 def band_mask(freqs: Audio, band: Band) -> Audio:
-    """Gain per frequency: 0 below 40 Hz and above ``band.high_hz``, 1 inside, cosine ramps."""
+    """Gain per frequency: 0 below ``band.low_hz`` and above ``band.high_hz``, 1 from 10 Hz
+    above the lower edge to 5% below the upper edge, raised-cosine ramps between."""
     f = np.asarray(freqs, dtype=np.float64)
-    low = np.clip((f - _LOW_STOP_HZ) / (band.low_hz - _LOW_STOP_HZ), 0.0, 1.0)
+    low = np.clip((f - band.low_hz) / (_LOW_PASS_HZ - LOW_EDGE_HZ), 0.0, 1.0)
     ramp = _TOP_RAMP * band.high_hz
     high = np.clip((band.high_hz - f) / ramp, 0.0, 1.0)
     return np.asarray(0.5 - 0.5 * np.cos(np.pi * low * high), dtype=np.float64)
