@@ -81,8 +81,8 @@ def test_cli_quota_error_exits_1_and_leaves_no_dataset(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = tmp_path / "validator.toml"
-    config.write_text(
-        f'data_dir = "{tmp_path}"\n[dataset]\nspeech = "elevenlabs"\n'
+    config.write_text(  # the network defaults to finney: noise must be set to stay offline
+        f'data_dir = "{tmp_path}"\n[dataset]\nspeech = "elevenlabs"\nnoise = "synthetic"\n'
         f'elevenlabs_concurrency = 1\nelevenlabs_base_url = "{fake_in_thread.base_url}"\n'
     )
     monkeypatch.setenv("ELEVENLABS_API_KEY", "test-key")
@@ -96,3 +96,21 @@ def test_cli_quota_error_exits_1_and_leaves_no_dataset(
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["validator.toml"]
     assert len(fake_in_thread.tts_requests) == 2
+
+
+def test_cli_with_a_finney_config_and_no_key_stops_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "validator.toml"
+    config.write_text(f'data_dir = "{tmp_path}"\n')  # network defaults to finney
+    monkeypatch.delenv("ELEVENLABS_API_KEY", raising=False)
+    monkeypatch.delenv("ELEVENLABS_API_KEY_FILE", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    out = tmp_path / "ds"
+    argv = ["dataset", "generate", "--competition", "DENOISING_16000HZ", "--count", "1"]
+    argv += ["--seed", "1", "--out", str(out), "--config", str(config)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "the finney network uses ElevenLabs speech unless [dataset] sets" in err[0]
+    assert not out.exists()
