@@ -14,7 +14,7 @@ import soundfile as sf
 from scipy import signal
 
 from soundsright_async._exceptions import ConfigError
-from soundsright_async.audio.dataset import Dataset, DatasetSpec, generate_dataset
+from soundsright_async.audio.dataset import Dataset, DatasetSpec, Manifest, generate_dataset
 from soundsright_async.audio.dataset.band import Band, band_limit, band_mask, speech_band
 from soundsright_async.audio.dataset.choice import SourceChoice, resolve_sources
 from soundsright_async.audio.dataset.mixing import rt60
@@ -214,3 +214,18 @@ def test_the_shipped_validator_config_leaves_the_choice_to_the_network() -> None
     text = (root / "config" / "validator.toml").read_text()
     section = text.split("[dataset]")[1].split("\n[")[0]
     assert not any(line.startswith(("speech", "noise", "rir")) for line in section.splitlines())
+
+
+def test_a_version_1_manifest_without_redraws_still_loads() -> None:
+    raw = (
+        b'{"competition": "DENOISING_16000HZ", "count": 1, "sample_rate": 16000, "seed": 1,'
+        b' "sources": {"speech": "espeak", "noise": "synthetic"}, "task": "DENOISING",'
+        b' "version": 1, "files": [{"name": "0000.wav", "text": "A cat sits.", "voice": "en-us",'
+        b' "speed": 1.0, "duration_s": 1.5, "clean_sha256": "a", "degraded_sha256": "b",'
+        b' "snr_db": 3.0, "noise": "synthetic:1:white", "rir": null, "rt60_s": null}]}'
+    )
+    manifest = Manifest.from_json(raw)
+    assert manifest.version == 1
+    assert manifest.files[0].redraws == ()
+    again = Manifest.from_json(manifest.to_json())
+    assert again == manifest
