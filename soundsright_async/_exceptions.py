@@ -12,9 +12,10 @@ Each area defines its own subtree beside its code (one place to look per area):
 
     SoundsrightError
     ├── DatasetError                 audio/dataset/errors.py
-    │   ├── SpeechSourceError
-    │   │   └── SpeechAccountError   quota exhausted / bad API key: stops the run
-    │   └── CorpusError              WHAM!/Arni download, checksum or extraction
+    │   ├── SourceUnavailableError   a source is down: keep the previous dataset
+    │   │   ├── SpeechAccountError   quota exhausted / bad API key (also a SpeechSourceError)
+    │   │   └── CorpusError          WHAM!/Arni download, checksum or extraction
+    │   └── SpeechSourceError        one clip failed after retries (redrawn)
     ├── ModelSourceError             sandbox/_errors.py
     │   ├── ModelRejected            the model itself is unusable (reason code)
     │   └── ModelUnavailable         could not be fetched this time (timeout, download)

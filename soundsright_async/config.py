@@ -128,9 +128,11 @@ _ARNI_URLS = tuple(
 
 
 class DatasetSettings(_Section):
-    speech: Literal["espeak", "elevenlabs"] = "espeak"
-    noise: Literal["synthetic", "wham"] = "synthetic"
-    rir: Literal["synthetic", "arni"] = "synthetic"
+    speech: Literal["espeak", "elevenlabs"] | None = None
+    noise: Literal["synthetic", "wham"] | None = None
+    rir: Literal["synthetic", "arni"] | None = None
+    """Unset (``None``): the network decides (``audio.dataset.choice.resolve_sources``):
+    ElevenLabs / WHAM! / Arni on finney and test, the offline sources elsewhere."""
     size: int = Field(default=25, ge=1, le=10_000)
     """Clean utterances per competition epoch."""
     elevenlabs_concurrency: int = Field(default=4, ge=1, le=64)

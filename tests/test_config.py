@@ -29,7 +29,7 @@ def test_shipped_configs_are_valid() -> None:
     settings, secrets = load_validator_settings(ROOT / "config/validator.toml", env={})
     assert settings.netuid == 105
     assert settings.chain.network == "finney"
-    assert settings.dataset.speech == "espeak"
+    assert settings.dataset.speech is None  # unset: the network decides (resolve_sources)
     assert settings.scoring.workers == 0
     assert settings.wallet.path == Path.home() / ".bittensor/wallets"
     assert secrets.elevenlabs_api_key is None

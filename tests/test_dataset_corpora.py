@@ -56,6 +56,7 @@ def _wham_zip() -> bytes:
                 0.2 * rng.standard_normal((96000, 2)), 48000
             ),
             "high_res_wham/audio/street.wav": _wav_bytes(0.1 * rng.standard_normal(30000), 48000),
+            "high_res_wham/audio/SILENT.WAV": _wav_bytes(np.zeros(96000), 48000),
             "high_res_wham/README.txt": b"not audio",
         }
     )
@@ -219,11 +220,33 @@ async def test_wham_noise_dataset(server: Server, tmp_path: Path) -> None:
         again = WhamSource([archive], tmp_path / "corpora", pool=pool, max_bytes=CAP)
         await again.prepare()
     assert ds.manifest.sources == {"speech": "espeak", "noise": "wham"}
+    # the upper-case .WAV member is extracted and indexed (it is silent, so it is redrawn)
+    assert len(wham._files or ()) == 3
     used = {f.noise.split(":")[1].split("@")[0] for f in ds.manifest.files if f.noise}
-    assert used <= {"high_res_wham__audio__cafe.wav", "high_res_wham__audio__street.wav"}
+    assert used == {"high_res_wham__audio__cafe.wav", "high_res_wham__audio__street.wav"}
+    redrawn = [f.noise for f in ds.manifest.files if f.noise and "redrawn" in f.noise]
+    assert len(redrawn) == 1  # seed 3 draws the silent file once in 4
+    for noise in redrawn:  # the silent file, then the next file of the sorted corpus
+        assert noise.startswith("wham:high_res_wham__audio__cafe.wav@")
+        assert "(redrawn after silent high_res_wham__audio__SILENT.WAV@" in noise
     assert all(-2.5 <= (f.snr_db or 0) <= 18.5 for f in ds.manifest.files)
     assert [r[0] for r in server.requests] == ["wham.zip"]  # downloaded once
     assert _names(tmp_path / "corpora" / "wham") == ["downloads", "index.json", "wham.zip.d"]
+    # the verified archive is deleted after extraction; its digest marker stays
+    assert _names(tmp_path / "corpora" / "wham" / "downloads") == ["wham.zip.sha256"]
+
+
+async def test_an_oversized_unpinned_part_restarts_from_scratch(
+    server: Server, tmp_path: Path
+) -> None:
+    data = server.files["blob.bin"]
+    _write(tmp_path / "blob.bin.part", data + b"junk" * 100)  # longer than the server's file
+    async with aiohttp.ClientSession() as session:
+        path = await fetch_archive(
+            Archive(server.url("blob.bin")), tmp_path, session=session, max_bytes=CAP, backoff_s=0
+        )
+    assert _read(path) == data
+    assert server.requests == [("blob.bin", "bytes=100400-"), ("blob.bin", None)]
 
 
 async def test_arni_rirs_are_cut_and_long_ones_never_drawn(server: Server, tmp_path: Path) -> None:

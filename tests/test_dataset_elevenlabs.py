@@ -10,8 +10,8 @@ import soundfile as sf
 from soundsright_async.audio.dataset import (
     DatasetSpec,
     Sources,
+    SourceUnavailableError,
     SpeechAccountError,
-    SpeechSourceError,
     SyntheticNoiseSource,
     generate_dataset,
 )
@@ -82,11 +82,37 @@ async def test_429_then_success_is_retried(tmp_path: Path) -> None:
 
 async def test_500s_until_give_up_leave_no_dataset(tmp_path: Path) -> None:
     async with FakeElevenLabs(default=500) as fake:
-        with pytest.raises(SpeechSourceError, match="gave up after 4 attempts") as exc:
-            await _run(fake, tmp_path / "ds", concurrency=1)
+        with pytest.raises(SourceUnavailableError, match="all 4 draws failed") as exc:
+            await _run(fake, tmp_path / "ds", count=1, concurrency=1)
     assert not isinstance(exc.value, SpeechAccountError)
+    assert exc.value.source == "elevenlabs"
+    assert str(exc.value).count("gave up after 4 attempts") == 4
     assert "HTTP 500" in str(exc.value)
+    # one clip: 4 attempts with each of 4 voices (the drawn one, then the next in id order)
+    voices = [r["voice"] for r in fake.tts_requests]
+    assert len(voices) == 16
+    order = ["voice-a", "voice-b", "voice-c"]
+    first = order.index(voices[0])
+    assert voices == [order[(first + k // 4) % 3] for k in range(16)]
     assert _names(tmp_path) == []
+
+
+async def test_a_short_or_silent_clip_is_redrawn_with_the_next_voice(tmp_path: Path) -> None:
+    async with FakeElevenLabs(script=["short", "silent"]) as fake:
+        ds = await _run(fake, tmp_path / "ds", count=1, concurrency=1)
+    voices = [r["voice"] for r in fake.tts_requests]
+    order = ["voice-a", "voice-b", "voice-c"]
+    first = order.index(voices[0])
+    assert voices == [order[first], order[(first + 1) % 3], order[(first + 2) % 3]]
+    (entry,) = ds.manifest.files  # type: ignore[attr-defined]
+    assert entry.voice == voices[2]
+    assert entry.redraws == (
+        f"voice {voices[0]}: clip is 0.20 s, shorter than 0.4 s",
+        f"voice {voices[1]}: clip is silent",
+    )
+    assert {r["text"] for r in fake.tts_requests} == {entry.text}  # same prompt, next voice
+    raw = (tmp_path / "ds" / "manifest.json").read_bytes()
+    assert b"shorter than 0.4 s" in raw
 
 
 async def test_quota_stops_the_run_with_a_clear_error(tmp_path: Path) -> None:
@@ -133,8 +159,9 @@ async def test_timeouts_are_retried_and_the_clip_deadline_is_total(tmp_path: Pat
     assert len(fake.tts_requests) == 2
     deadline = RetryPolicy(max_attempts=50, backoff_base_s=0.01, clip_deadline_s=0.5)
     async with FakeElevenLabs(default="hang") as fake:
-        with pytest.raises(SpeechSourceError, match=r"no answer within 0.5 s"):
+        with pytest.raises(SourceUnavailableError, match=r"no answer within 0.5 s"):
             await _run(fake, tmp_path / "b", count=1, retry=deadline)
+    assert len({r["voice"] for r in fake.tts_requests}) == 3  # every voice was tried
     assert not (tmp_path / "b").exists()
 
 

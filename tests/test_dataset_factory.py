@@ -25,15 +25,19 @@ from soundsright_async.config import DatasetSettings, Secrets
 
 async def test_build_sources_follows_the_settings(tmp_path: Path) -> None:
     async with ScoringPool(workers=1) as pool:
-        offline = build_sources(DatasetSettings(), Secrets(), data_dir=tmp_path, pool=pool)
+        offline = build_sources(
+            DatasetSettings(), Secrets(), network="localnet", data_dir=tmp_path, pool=pool
+        )
         assert isinstance(offline.speech, EspeakSource)
         assert isinstance(offline.noise, SyntheticNoiseSource)
         assert isinstance(offline.rir, SyntheticRirSource)
         settings = DatasetSettings(speech="elevenlabs", noise="wham", rir="arni")
         with pytest.raises(ConfigError, match="ELEVENLABS_API_KEY"):
-            build_sources(settings, Secrets(), data_dir=tmp_path, pool=pool)
+            build_sources(settings, Secrets(), network="localnet", data_dir=tmp_path, pool=pool)
         secrets = Secrets(elevenlabs_api_key=SecretStr("k"))
-        prod = build_sources(settings, secrets, data_dir=tmp_path, pool=pool)
+        prod = build_sources(
+            DatasetSettings(), secrets, network="finney", data_dir=tmp_path, pool=pool
+        )
         try:
             assert isinstance(prod.speech, ElevenLabsSource)
             assert isinstance(prod.noise, WhamSource)
@@ -77,8 +81,8 @@ def test_cli_quota_error_exits_1_and_leaves_no_dataset(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = tmp_path / "validator.toml"
-    config.write_text(
-        f'data_dir = "{tmp_path}"\n[dataset]\nspeech = "elevenlabs"\n'
+    config.write_text(  # the network defaults to finney: noise must be set to stay offline
+        f'data_dir = "{tmp_path}"\n[dataset]\nspeech = "elevenlabs"\nnoise = "synthetic"\n'
         f'elevenlabs_concurrency = 1\nelevenlabs_base_url = "{fake_in_thread.base_url}"\n'
     )
     monkeypatch.setenv("ELEVENLABS_API_KEY", "test-key")
@@ -92,3 +96,21 @@ def test_cli_quota_error_exits_1_and_leaves_no_dataset(
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["validator.toml"]
     assert len(fake_in_thread.tts_requests) == 2
+
+
+def test_cli_with_a_finney_config_and_no_key_stops_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "validator.toml"
+    config.write_text(f'data_dir = "{tmp_path}"\n')  # network defaults to finney
+    monkeypatch.delenv("ELEVENLABS_API_KEY", raising=False)
+    monkeypatch.delenv("ELEVENLABS_API_KEY_FILE", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    out = tmp_path / "ds"
+    argv = ["dataset", "generate", "--competition", "DENOISING_16000HZ", "--count", "1"]
+    argv += ["--seed", "1", "--out", str(out), "--config", str(config)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "the finney network uses ElevenLabs speech unless [dataset] sets" in err[0]
+    assert not out.exists()

@@ -176,7 +176,11 @@ def test_dereverberation_rirs_have_rt60_at_most_2s(datasets: dict[str, Dataset])
             h, measured, _ = SyntheticRir(seed).render(rate)
             assert measured == pytest.approx(entry.rt60_s, abs=1e-3)
             assert rt60(h, rate) <= 2.0
-            assert int(np.argmax(np.abs(h))) == 0
+            # it starts at the direct sound (not necessarily the largest sample, see
+            # test_dataset_honest.py), and its RT60 is within 20% of the room's target
+            assert int(np.argmax(np.abs(h[:4]))) == 0
+            target = float(entry.rir.split("target RT60 ")[1].split(" s")[0])
+            assert abs(entry.rt60_s / target - 1) <= 0.2 + 0.01 / target  # target is rounded
 
 
 @pytest.mark.parametrize("name", [c.name for c in COMPETITIONS])

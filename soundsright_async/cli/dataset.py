@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g.set_defaults(handler=run, parser=g)
 
 
-def _settings(args: argparse.Namespace) -> tuple[DatasetSettings, Secrets, Path]:
+def _settings(args: argparse.Namespace) -> tuple[DatasetSettings, Secrets, str, Path]:
     from ..config import Secrets, resolve_secret
     from ..validator.settings import ValidatorSettings, load_validator_settings
 
@@ -87,23 +87,28 @@ def _settings(args: argparse.Namespace) -> tuple[DatasetSettings, Secrets, Path]
     if args.config is not None:
         validator, secrets = load_validator_settings(args.config)
         settings, data_dir = validator.dataset, validator.data_dir
+        network = validator.chain.network  # the sources that validator would use
     else:
         defaults = ValidatorSettings()  # one source for the default data dir
         settings, data_dir = defaults.dataset, defaults.data_dir
         secrets = Secrets(elevenlabs_api_key=resolve_secret("ELEVENLABS_API_KEY", os.environ))
+        network = "localnet"  # no config: unset sources are the offline ones
     overrides = {
         k: getattr(args, k) for k in ("speech", "noise", "rir") if getattr(args, k) is not None
     }
     settings = settings.model_copy(update=overrides)
     if settings.speech == "elevenlabs" and secrets.elevenlabs_api_key is None:
         raise ConfigError("--speech elevenlabs needs the ELEVENLABS_API_KEY environment variable")
-    return settings, secrets, args.data_dir.expanduser() if args.data_dir else data_dir
+    from ..audio.dataset.choice import resolve_sources
+
+    resolve_sources(network, settings, secrets.elevenlabs_api_key is not None)  # fail early
+    return settings, secrets, network, args.data_dir.expanduser() if args.data_dir else data_dir
 
 
 def run(args: argparse.Namespace) -> int:
     from ..audio.dataset.generate import DatasetSpec
 
-    settings, secrets, data_dir = _settings(args)
+    settings, secrets, network, data_dir = _settings(args)
     spec = DatasetSpec(
         competition=args.competition,
         count=args.count,
@@ -113,7 +118,9 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     with progress_bar("generating", enabled=stderr_is_tty() and not args.json) as progress:
-        dataset = run_async(_generate(spec, settings, secrets, data_dir, args.workers, progress))
+        dataset = run_async(
+            _generate(spec, settings, secrets, network, data_dir, args.workers, progress)
+        )
     summary = {"path": str(dataset.path), **dataset.manifest.summary()}
     if args.json:
         print_json(summary)
@@ -126,6 +133,7 @@ async def _generate(
     spec: DatasetSpec,
     settings: DatasetSettings,
     secrets: Secrets,
+    network: str,
     data_dir: Path,
     workers: int | None,
     progress: ProgressCallback | None,
@@ -135,7 +143,7 @@ async def _generate(
     from ..audio.pool import ScoringPool
 
     async with ScoringPool(workers=workers) as pool:
-        sources = build_sources(settings, secrets, data_dir=data_dir, pool=pool)
+        sources = build_sources(settings, secrets, network=network, data_dir=data_dir, pool=pool)
         try:
             return await generate_dataset(spec, pool=pool, sources=sources, progress=progress)
         finally:

@@ -9,13 +9,14 @@ datasets are kept until it is judged; older ones are deleted.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import anyio
 import structlog
 
-from ..audio.dataset import DatasetSpec, generate_dataset
+from ..audio.dataset import DatasetSpec, SourceUnavailableError, generate_dataset
 from ..audio.dataset.factory import build_sources
 from ..audio.dataset.manifest import MANIFEST_NAME
 from ..audio.dataset.store import CLEAN_DIR, DEGRADED_DIR
@@ -30,6 +31,14 @@ log = structlog.get_logger(__name__)
 
 def _complete(path: Path) -> bool:
     return (path / MANIFEST_NAME).is_file() and (path / CLEAN_DIR).is_dir()
+
+
+def _link_copy(src: Path, dest: Path) -> None:
+    """``src`` as ``dest`` (hard links, so no extra space), appearing atomically."""
+    tmp = dest.with_name(f".{dest.name}.partial-copy")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, copy_function=os.link)
+    os.rename(tmp, dest)
 
 
 def _remove_stale(root: Path, keep: set[str]) -> list[str]:
@@ -57,7 +66,9 @@ async def refresh_datasets(svc: Services) -> float | None:
     if epoch.status not in ("open", "ready"):
         return None
     s = svc.settings.dataset
-    sources = build_sources(s, svc.secrets, data_dir=svc.data_dir, pool=svc.pool)
+    sources = build_sources(
+        s, svc.secrets, network=svc.settings.chain.network, data_dir=svc.data_dir, pool=svc.pool
+    )
     try:
         # Leftovers of an interrupted generation (``.NAME.partial-*``) go first.
         await anyio.to_thread.run_sync(
@@ -68,11 +79,29 @@ async def refresh_datasets(svc: Services) -> float | None:
                 continue
             comp = get_competition(name)
             log.info("dataset.generating", epoch=epoch.number, competition=name, seed=epoch.seed)
-            dataset = await generate_dataset(
-                DatasetSpec(comp, count=s.size, seed=epoch.seed, out=path, overwrite=True),
-                pool=svc.pool,
-                sources=sources,
-            )
+            try:
+                dataset = await generate_dataset(
+                    DatasetSpec(comp, count=s.size, seed=epoch.seed, out=path, overwrite=True),
+                    pool=svc.pool,
+                    sources=sources,
+                )
+            except SourceUnavailableError as exc:
+                previous = svc.datasets_dir(epoch.number - 1) / name
+                if not await anyio.to_thread.run_sync(_complete, previous):
+                    raise  # nothing to fall back on: retried with back-off
+                await anyio.to_thread.run_sync(_link_copy, previous, path)
+                log.error(
+                    "dataset.source_down_kept_previous",
+                    epoch=epoch.number,
+                    competition=name,
+                    source=exc.source,
+                    error=str(exc),
+                    previous_epoch=epoch.number - 1,
+                )
+                await svc.store.set_epoch(
+                    epoch.number, note=f"{name}: {exc.source} down, previous dataset kept"
+                )
+                continue
             log.info(
                 "dataset.ready",
                 epoch=epoch.number,

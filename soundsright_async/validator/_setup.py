@@ -42,6 +42,21 @@ def prepare(config: Path, env: Mapping[str, str] | None = None) -> ValidatorSetu
     settings, secrets = load_validator_settings(config, env)
     file = str(config)
     hotkey = check_node(settings, file)
+    from ..audio.dataset.choice import resolve_sources
+
+    try:
+        choice = resolve_sources(
+            settings.chain.network, settings.dataset, secrets.elevenlabs_api_key is not None
+        )
+    except ConfigError as exc:
+        raise ConfigError(exc.problem, file=file, key=exc.key) from None
+    if choice.offline and settings.chain.network in ("finney", "test"):
+        log.warning(
+            "dataset.offline_sources_on_a_real_network",
+            network=settings.chain.network,
+            offline=list(choice.offline),
+            hint="set in [dataset] on purpose; other validators use the production sources",
+        )
     for i, b in enumerate(settings.baseline.models):
         if b.path is not None and not (b.path / "Dockerfile").is_file():
             raise ConfigError(

@@ -8,7 +8,13 @@ See docs/datasets.md for the sources, the mixing rules and the manifest format.
 
 from __future__ import annotations
 
-from .errors import CorpusError, DatasetError, SpeechAccountError, SpeechSourceError
+from .errors import (
+    CorpusError,
+    DatasetError,
+    SourceUnavailableError,
+    SpeechAccountError,
+    SpeechSourceError,
+)
 from .espeak import EspeakSource, espeak_synthesize
 from .generate import Dataset, DatasetSpec, Sources, generate_dataset, offline_sources
 from .manifest import MANIFEST_NAME, FileEntry, Manifest
@@ -30,6 +36,7 @@ __all__ = [
     "NoiseSource",
     "Prompter",
     "RirSource",
+    "SourceUnavailableError",
     "Sources",
     "SpeechAccountError",
     "SpeechClip",

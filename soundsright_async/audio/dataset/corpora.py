@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import numpy as np
 import orjson
 import soundfile as sf
 import structlog
@@ -27,10 +28,10 @@ import structlog
 from ...config import DatasetSettings
 from ..pool import ScoringPool
 from ._types import Audio
-from .constants import MAX_RT60_S
+from .constants import MAX_REDRAWS, MAX_RT60_S
 from .download import Archive, extract_wavs, fetch_archive
 from .errors import CorpusError
-from .mixing import fit_length, resample, rt60, trim_rir
+from .mixing import fit_length, loudness, resample, rt60, trim_rir
 
 __all__ = ["ArniRir", "ArniSource", "WhamNoise", "WhamSource", "measure_rir_file"]
 
@@ -41,17 +42,43 @@ _INDEX = "index.json"
 
 @dataclass(frozen=True, slots=True)
 class WhamNoise:
+    """A planned WHAM! segment. ``alternates`` are the files tried, in order, when a segment is
+    silent (the next files of the sorted corpus, each at a shifted offset)."""
+
     path: str
     offset_fraction: float
+    alternates: tuple[str, ...] = ()
 
     def render(self, n: int, sample_rate: int) -> tuple[Audio, str]:
-        info = sf.info(self.path)
-        native = int(info.samplerate)
-        need = math.ceil(n * native / sample_rate) + 16
-        start = int(self.offset_fraction * max(0, info.frames - need))
-        data, _ = sf.read(self.path, start=start, frames=need, dtype="float64", always_2d=True)
-        noise = resample(data.mean(axis=1), native, sample_rate)
-        return fit_length(noise, n), f"wham:{Path(self.path).name}@{start}"
+        rejected: list[str] = []
+        for k, path in enumerate((self.path, *self.alternates)):
+            fraction = (self.offset_fraction + k * _GOLDEN) % 1.0
+            noise, desc = _wham_segment(path, fraction, n, sample_rate)
+            if _audible(noise, sample_rate):
+                if rejected:
+                    desc += f" (redrawn after silent {', '.join(rejected)})"
+                return noise, desc
+            rejected.append(desc.removeprefix("wham:"))
+        raise ValueError(f"every WHAM! segment drawn is silent: {', '.join(rejected)}")
+
+
+_GOLDEN = 0.6180339887498949
+
+
+def _wham_segment(path: str, fraction: float, n: int, sample_rate: int) -> tuple[Audio, str]:
+    info = sf.info(path)
+    native = int(info.samplerate)
+    need = math.ceil(n * native / sample_rate) + 16
+    start = int(fraction * max(0, info.frames - need))
+    data, _ = sf.read(path, start=start, frames=need, dtype="float64", always_2d=True)
+    noise = resample(data.mean(axis=1), native, sample_rate)
+    return fit_length(noise, n), f"wham:{Path(path).name}@{start}"
+
+
+def _audible(x: Audio, sample_rate: int) -> bool:
+    if x.size < int(0.4 * sample_rate):
+        return bool(np.any(x != 0))
+    return math.isfinite(loudness(x, sample_rate))
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +144,12 @@ class _Corpus:
                     names = await asyncio.to_thread(
                         extract_wavs, zpath, extracted, max_bytes=self.max_bytes
                     )
-                    log.info("corpus.extracted", corpus=self.corpus, files=len(names))
-                files.extend(sorted(extracted.glob("*.wav")))
+                    # extract_wavs checked every member's size and CRC: the zip can go
+                    await asyncio.to_thread(zpath.unlink)
+                    log.info(
+                        "corpus.extracted", corpus=self.corpus, files=len(names), removed=zpath.name
+                    )
+                files.extend(sorted(p for p in extracted.iterdir() if p.suffix.lower() == ".wav"))
         finally:
             if self._session is None:
                 await session.close()
@@ -213,7 +244,12 @@ class WhamSource(_Corpus):
     def plan(self, rng: random.Random) -> WhamNoise:
         if self._files is None:
             raise RuntimeError("call prepare() first")
-        return WhamNoise(rng.choice(self._files), rng.random())
+        path = rng.choice(self._files)
+        at = self._files.index(path)
+        alternates = tuple(
+            self._files[(at + k) % len(self._files)] for k in range(1, MAX_REDRAWS + 1)
+        )
+        return WhamNoise(path, rng.random(), alternates)
 
 
 class ArniSource(_Corpus):

@@ -121,9 +121,14 @@ async def _download(
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=read_timeout_s)
     async with session.get(archive.url, headers=headers, timeout=timeout) as resp:
         if resp.status == 416 and have:  # nothing left to fetch: the part may be complete
-            _check_size(
-                archive, have, _total_from_content_range(resp.headers.get("Content-Range")) or have
-            )
+            total_416 = _total_from_content_range(resp.headers.get("Content-Range"))
+            if total_416 != have and not archive.size:
+                # an unpinned part that does not match the server's size (longer, or the server
+                # does not say): it cannot be resumed, start again from scratch
+                await asyncio.to_thread(part.unlink)
+                log.warning("corpus.restart", url=archive.url, had=have, server=total_416)
+                raise _Transient(f"partial file of {have} bytes does not fit; restarting")
+            _check_size(archive, have, total_416 or have)
             return
         if resp.status == 206 and have:
             total: int | None = _total_from_content_range(resp.headers.get("Content-Range"))

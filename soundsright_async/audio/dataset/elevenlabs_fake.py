@@ -6,8 +6,9 @@ benchmarks and offline demos. Bind it to 127.0.0.1 and pass its ``base_url`` to 
         source = ElevenLabsSource("test-key", base_url=fake.base_url, pool=pool)
 
 ``script`` is consumed one item per TTS request: an HTTP status to answer with (429, 500, ...),
-``"quota"`` (401 ``quota_exceeded``, as ElevenLabs answers), ``"hang"`` (never answers) or
-``"ok"``; when it is empty, ``default`` applies.
+``"quota"`` (401 ``quota_exceeded``, as ElevenLabs answers), ``"hang"`` (never answers),
+``"short"`` (a 0.2 s clip), ``"silent"`` (a clip of digital silence) or ``"ok"``; when it is
+empty, ``default`` applies.
 """
 
 from __future__ import annotations
@@ -125,16 +126,20 @@ class FakeElevenLabs:
                 )
             if isinstance(step, int):
                 return web.json_response({"detail": {"status": f"error_{step}"}}, status=step)
-            return web.Response(body=self._audio(str(body["text"]), fmt))
+            seconds = 0.2 if step == "short" else self.clip_seconds
+            audio = self._audio(str(body["text"]), fmt, seconds, silent=step == "silent")
+            return web.Response(body=audio)
         finally:
             self.in_flight -= 1
 
-    def _audio(self, text: str, fmt: str) -> bytes:
+    def _audio(self, text: str, fmt: str, seconds: float, *, silent: bool = False) -> bytes:
         rate = 44100
-        t = np.arange(int(self.clip_seconds * rate)) / rate
+        t = np.arange(int(seconds * rate)) / rate
         f0 = 120 + (sum(text.encode()) % 80)
         x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 12))
         x = 0.3 * x / np.max(np.abs(x)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+        if silent:
+            x = np.zeros_like(t)
         if fmt.startswith("pcm_"):
             return bytes((x * 32767).astype("<i2").tobytes())
         buf = io.BytesIO()

@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from ..pool import ScoringPool
 from ._types import Audio
+from .errors import SpeechSourceError
 from .speech import SpeechClip, SpeechRequest
 
 __all__ = ["ESPEAK_SPEEDS", "ESPEAK_VOICES", "EspeakSource", "espeak_synthesize"]
@@ -157,7 +158,10 @@ class EspeakSource:
         return self._voices
 
     async def synthesize(self, request: SpeechRequest) -> SpeechClip:
-        samples, rate = await self._pool.run(
-            espeak_synthesize, request.text, request.voice, request.speed
-        )
+        try:
+            samples, rate = await self._pool.run(
+                espeak_synthesize, request.text, request.voice, request.speed
+            )
+        except (RuntimeError, ValueError) as exc:  # no audio, unknown voice: redraw the clip
+            raise SpeechSourceError(str(exc), source=self.name, index=request.index) from exc
         return SpeechClip(samples=samples, sample_rate=rate)

@@ -1,13 +1,13 @@
 """Build the configured sources (``espeak``/``elevenlabs``, ``synthetic``/``wham``,
-``synthetic``/``arni``) from settings; the CLI and the validator call this."""
+``synthetic``/``arni``) from settings and the network; the CLI and the validator call this."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..._exceptions import ConfigError
 from ...config import DatasetSettings, Secrets
 from ..pool import ScoringPool
+from .choice import resolve_sources
 from .espeak import EspeakSource
 from .generate import Sources
 from .noise import SyntheticNoiseSource
@@ -27,32 +27,32 @@ def build_sources(
     settings: DatasetSettings,
     secrets: Secrets,
     *,
+    network: str,
     data_dir: Path,
     pool: ScoringPool,
 ) -> Sources:
+    """The sources ``resolve_sources(network, settings, ...)`` chooses; ``ConfigError`` when
+    ElevenLabs speech is chosen without an API key."""
+    choice = resolve_sources(network, settings, secrets.elevenlabs_api_key is not None)
     speech: SpeechSource
-    if settings.speech == "espeak":
+    if choice.speech == "espeak":
         speech = EspeakSource(pool)
     else:
-        if secrets.elevenlabs_api_key is None:
-            raise ConfigError(
-                "speech source elevenlabs needs the ELEVENLABS_API_KEY environment variable",
-                key="dataset.speech",
-            )
+        assert secrets.elevenlabs_api_key is not None  # resolve_sources checked it
         from .elevenlabs import ElevenLabsSource
 
         speech = ElevenLabsSource.from_settings(
             settings, secrets.elevenlabs_api_key.get_secret_value(), pool=pool
         )
     noise: NoiseSource
-    if settings.noise == "synthetic":
+    if choice.noise == "synthetic":
         noise = SyntheticNoiseSource()
     else:
         from .corpora import WhamSource
 
         noise = WhamSource.from_settings(settings, corpora_dir(data_dir), pool=pool)
     rir: RirSource
-    if settings.rir == "synthetic":
+    if choice.rir == "synthetic":
         rir = SyntheticRirSource()
     else:
         from .corpora import ArniSource

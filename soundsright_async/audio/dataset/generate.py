@@ -2,15 +2,18 @@
 
 Speech comes from a ``SpeechSource`` (espeak-ng in the pool, or ElevenLabs over HTTP with its own
 concurrency bound); mixing, convolution and resampling run in the process pool, one job per file.
-Any failure cancels the rest and leaves nothing under the final path.
+A failed, silent or too short clip is redrawn with the next voice (in the source's voice
+order), at most ``MAX_REDRAWS`` times, and the manifest records why; when every draw of a clip
+fails, the source is down: ``SourceUnavailableError``. Any failure cancels the rest and leaves
+nothing under the final path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import structlog
@@ -18,13 +21,13 @@ import structlog
 from ..._exceptions import InputError
 from ...competitions import Competition, Task
 from ..pool import ScoringPool
-from .constants import SENTENCES_PER_PROMPT
-from .errors import DatasetError, SpeechAccountError
+from .constants import MAX_REDRAWS, SENTENCES_PER_PROMPT
+from .errors import DatasetError, SourceUnavailableError, SpeechAccountError, SpeechSourceError
 from .espeak import EspeakSource
 from .manifest import MANIFEST_NAME, FileEntry, Manifest
 from .noise import SyntheticNoiseSource
 from .plan import plan_dataset
-from .render import PairJob, render_pair
+from .render import ClipRejected, PairJob, render_pair
 from .rir import SyntheticRirSource
 from .sources import NoiseSource, RirSource
 from .speech import SpeechRequest, SpeechSource
@@ -36,6 +39,7 @@ __all__ = [
     "ProgressCallback",
     "Sources",
     "generate_dataset",
+    "next_voice",
     "offline_sources",
 ]
 
@@ -92,6 +96,14 @@ class Dataset:
         return self.path / DEGRADED_DIR
 
 
+def next_voice(voices: Sequence[str], voice: str, redraw: int) -> str:
+    """The voice of redraw number ``redraw`` (1, 2, ...): the ``redraw``-th voice after
+    ``voice`` in the source's (stable) voice order, wrapping around."""
+    order = list(voices)
+    start = order.index(voice) if voice in order else 0
+    return order[(start + redraw) % len(order)]
+
+
 def offline_sources(pool: ScoringPool) -> Sources:
     """espeak-ng speech, synthetic noise and synthetic RIRs: no account, no download."""
     return Sources(EspeakSource(pool), SyntheticNoiseSource(), SyntheticRirSource())
@@ -127,7 +139,14 @@ async def generate_dataset(
         )
     started = time.monotonic()
     await needs.prepare()
-    voices = await src.speech.voices()
+    try:
+        voices = await src.speech.voices()
+    except SpeechSourceError as exc:
+        if isinstance(exc, SourceUnavailableError):
+            raise
+        raise SourceUnavailableError(
+            f"{src.speech.name}: cannot list voices: {exc}", source=src.speech.name
+        ) from exc
     jobs = plan_dataset(
         comp,
         spec.seed,
@@ -154,16 +173,35 @@ async def generate_dataset(
 
     with atomic_dataset_dir(spec.out, overwrite=spec.overwrite) as tmp:
 
+        async def render(i: int, job: PairJob) -> FileEntry:
+            reasons: list[str] = []
+            for redraw in range(MAX_REDRAWS + 1):
+                if redraw:
+                    job = replace(job, voice=next_voice(voices, jobs[i].voice, redraw))
+                    log.warning("dataset.redraw", name=job.name, voice=job.voice, why=reasons[-1])
+                try:
+                    clip = await src.speech.synthesize(
+                        SpeechRequest(i, job.text, job.voice, job.speed)
+                    )
+                    return await pool.run(
+                        render_pair, job, clip.samples, clip.sample_rate, str(tmp), tuple(reasons)
+                    )
+                except SpeechAccountError:
+                    raise
+                except (SpeechSourceError, ClipRejected) as exc:
+                    reasons.append(f"voice {job.voice}: {exc}")
+                except (ValueError, RuntimeError, OSError) as exc:
+                    raise DatasetError(f"{job.name}: {exc}") from exc
+            raise SourceUnavailableError(
+                f"{src.speech.name}: {job.name}: all {MAX_REDRAWS + 1} draws failed "
+                f"({'; '.join(reasons)})",
+                source=src.speech.name,
+            )
+
         async def one(i: int, job: PairJob) -> None:
             nonlocal done
             async with limit:
-                clip = await src.speech.synthesize(SpeechRequest(i, job.text, job.voice, job.speed))
-                try:
-                    entries[i] = await pool.run(
-                        render_pair, job, clip.samples, clip.sample_rate, str(tmp)
-                    )
-                except (ValueError, RuntimeError, OSError) as exc:
-                    raise DatasetError(f"{job.name}: {exc}") from exc
+                entries[i] = await render(i, job)
             done += 1
             log.debug("dataset.file", name=job.name, done=done, total=len(jobs))
             if done * 10 // len(jobs) != (done - 1) * 10 // len(jobs):

@@ -10,7 +10,7 @@ import orjson
 __all__ = ["MANIFEST_NAME", "MANIFEST_VERSION", "FileEntry", "Manifest"]
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,8 @@ class FileEntry:
     noise: str | None = None
     rir: str | None = None
     rt60_s: float | None = None
+    redraws: tuple[str, ...] = ()
+    """Why earlier draws for this file were rejected (``voice X: clip is silent``), in order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,9 @@ class Manifest:
     @classmethod
     def from_json(cls, raw: bytes | str) -> Manifest:
         data: dict[str, Any] = orjson.loads(raw)
-        files = tuple(FileEntry(**f) for f in data.pop("files"))
+        files = tuple(
+            FileEntry(**{**f, "redraws": tuple(f.get("redraws", ()))}) for f in data.pop("files")
+        )
         return cls(files=files, **data)
 
     def summary(self) -> dict[str, Any]:

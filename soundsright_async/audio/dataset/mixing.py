@@ -128,10 +128,12 @@ def mix_at_snr(clean: Audio, noise: Audio, snr_db: float, sample_rate: int) -> N
     return NoisyMix(clean_f, mix, snr)
 
 
-def trim_rir(rir: Audio) -> Audio:
-    """Cut the RIR at its direct-path peak (the pre-delay goes) and scale its peak to 1."""
+def trim_rir(rir: Audio, start: int | None = None) -> Audio:
+    """Cut the RIR at ``start`` (default: its largest sample, taken as the direct path) so the
+    pre-delay goes, and scale its peak to 1."""
     h = np.asarray(rir, dtype=np.float64)
-    start = int(np.argmax(np.abs(h)))
+    if start is None:
+        start = int(np.argmax(np.abs(h)))
     h = h[start:]
     peak = float(np.max(np.abs(h))) if h.size else 0.0
     if peak == 0.0 or not np.isfinite(peak):

@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft as sfft
 from scipy import signal
 
 from ._types import Audio
@@ -18,23 +19,39 @@ from .espeak import ESPEAK_VOICES, espeak_synthesize
 from .mixing import fit_length, loudness, resample
 from .sentences import Prompter
 
-__all__ = ["COLOURS", "SyntheticNoise", "SyntheticNoiseSource", "coloured_noise", "synthetic_noise"]
+__all__ = [
+    "COLOURS",
+    "SHELF_HZ",
+    "SyntheticNoise",
+    "SyntheticNoiseSource",
+    "coloured_noise",
+    "synthetic_noise",
+]
 
 COLOURS = {"white": 0.0, "pink": 1.0, "brown": 2.0, "blue": -1.0}
+SHELF_HZ = 200.0
+"""Coloured noise follows its 1/f**a slope above this frequency and is flat below it."""
 
 
 def _unit_rms(x: Audio) -> Audio:
     return np.asarray(x / (np.sqrt(np.mean(x**2)) + 1e-12), dtype=np.float64)
 
 
-def coloured_noise(rng: np.random.Generator, n: int, exponent: float) -> Audio:
-    """Gaussian noise with a 1/f**exponent power spectrum, unit RMS."""
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n)
-    freqs[0] = freqs[1] if n > 1 else 1.0
+def coloured_noise(rng: np.random.Generator, n: int, exponent: float, corner: float = 0.0) -> Audio:
+    """Gaussian noise with a 1/f**exponent power spectrum above ``corner`` (a frequency in
+    cycles per sample), flat below it, and no DC; unit RMS.
+
+    The shelf keeps brown and pink noise from putting most of their energy at the lowest
+    frequencies, where a fixed high-pass would remove it without touching speech. Shaped on an
+    FFT of ``scipy.fft.next_fast_len(n)`` points (prime-heavy lengths are slow), cut to ``n``.
+    """
+    size = sfft.next_fast_len(max(n, 2), real=True)
+    spectrum = sfft.rfft(rng.standard_normal(size))
+    freqs = np.maximum(sfft.rfftfreq(size), max(corner, 1.0 / size))
     spectrum *= freqs ** (-exponent / 2)
-    x = np.fft.irfft(spectrum, n)
-    return _unit_rms(x)
+    spectrum[0] = 0.0
+    x = sfft.irfft(spectrum, size)[:n]
+    return _unit_rms(x - np.mean(x))
 
 
 def _babble(rng: np.random.Generator, n: int, sample_rate: int) -> Audio:
@@ -86,7 +103,7 @@ def synthetic_noise(seed: int, n: int, sample_rate: int) -> tuple[Audio, str]:
     rng = np.random.default_rng(seed)
     colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
     parts = [colour]
-    noise = coloured_noise(rng, n, COLOURS[colour])
+    noise = coloured_noise(rng, n, COLOURS[colour], SHELF_HZ / sample_rate)
     if rng.random() < 0.5:
         level = 10 ** (rng.uniform(-3, 6) / 20)
         noise = noise + level * _babble(rng, n, sample_rate)
