@@ -11,7 +11,14 @@ from pathlib import Path
 from ..audio.pool import ScoringPool
 from ..config import SandboxSettings
 from .client import ClientLimits, StepTimeouts
-from .engine import BridgeFirewall, DockerEngine, GpuRequest, SandboxLimits, default_engine_url
+from .engine import (
+    BridgeFirewall,
+    BuildLimits,
+    DockerEngine,
+    GpuRequest,
+    SandboxLimits,
+    default_engine_url,
+)
 from .runner import BenchmarkRunner, RunnerConfig
 
 __all__ = ["open_runner", "runner_config"]
@@ -67,6 +74,16 @@ async def open_runner(
                 firewall=BridgeFirewall(s.bridge_prefix) if s.firewall == "iptables" else None,
                 build_network=s.build_network,
                 build_log_bytes=s.build_log_bytes,
+                builder_image=s.builder_image,
+                base_images=tuple(s.base_images),
+                build_limits=BuildLimits(
+                    memory_bytes=s.build_memory_mb * 1024**2,
+                    disk_bytes=s.build_disk_mb * 1024**2,
+                    cpus=s.build_cpus,
+                    pids=s.build_pids_limit,
+                ),
+                build_dns=tuple(s.build_dns),
+                build_dir=s.build_dir,
             )
             await stack.enter_async_context(engine)
             slots: list[GpuRequest | None] = (
