@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import tempfile
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
@@ -100,7 +101,7 @@ class DockerEngine:
             network=build_network,
             bridge_prefix=bridge_prefix,
             dns=build_dns,
-            work_dir=build_dir or Path(tempfile.gettempdir()) / f"soundsright-build-{owner}",
+            work_dir=build_dir or Path(tempfile.gettempdir()) / f"soundsright-build-{os.getuid()}",
             log_bytes=build_log_bytes,
             max_context_bytes=max_context_bytes,
             api_timeout_s=api_timeout_s,

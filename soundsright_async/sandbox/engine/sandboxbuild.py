@@ -16,12 +16,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import secrets
 import shutil
 import tarfile
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -120,9 +122,11 @@ class SandboxBuilder:
         bases = check_dockerfile(text, self._bases)
         tail = Tail(self._log_bytes)
         archives = await self._base_archives(bases)
+        marks = [("begin", time.monotonic())]
         tmp = Path(await asyncio.to_thread(_mkdtemp, self._work))
         container: aiodocker.docker.DockerContainer | None = None
         network: str | None = None
+        removal: asyncio.Future[None] | None = None
         try:
             await asyncio.to_thread(
                 write_context_tar,
@@ -134,8 +138,11 @@ class SandboxBuilder:
                 async with asyncio.timeout(request.timeout_s):
                     network = await self._create_network()
                     container = await self._create(tmp / "in", network)
+                    marks.append(("start", time.monotonic()))
                     await self._run(container, request, archives, tail)
+                    marks.append(("build", time.monotonic()))
                     await self._export(container, tmp)
+                    marks.append(("export", time.monotonic()))
             except TimeoutError:
                 raise BuildFailed(
                     "build_timeout",
@@ -143,11 +150,25 @@ class SandboxBuilder:
                     log=tail.text(),
                 ) from None
             finally:
-                await asyncio.shield(self._remove(container, network))
-            await self._load(tmp / "img.tar", request.tag, tail)
+                # kill and remove the builder now (it ends every process of the build), while
+                # the image loads
+                removal = asyncio.ensure_future(self._remove(container, network))
+            await self._load(tmp / "out.tar", request.tag, tail)
+            marks.append(("load", time.monotonic()))
         finally:
+            if removal is not None:
+                await asyncio.shield(removal)
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, tmp, True))
         info = await self._call("image inspect", self._api().images.inspect(request.tag))
+        log.info(
+            "sandbox.build.finished",
+            engine=self._engine,
+            image=request.tag,
+            **{
+                f"{name}_s": round(t - prev, 2)
+                for (_, prev), (name, t) in itertools.pairwise(marks)
+            },
+        )
         return BuiltImage(image_id=str(info["Id"]), tag=request.tag, log=tail.text())
 
     async def _create_network(self) -> str | None:
@@ -251,17 +272,29 @@ class SandboxBuilder:
             raise BuildFailed("build_failed", f"no image archive: {exc.message}") from None
         finally:
             await asyncio.to_thread(fh.close)
-        await asyncio.to_thread(_unwrap, outer, tmp / "img.tar")
 
-    async def _load(self, archive: Path, tag: str, tail: Tail) -> None:
-        await asyncio.to_thread(_check_archive, archive, tag)
-        fh = await asyncio.to_thread(open, archive, "rb")
+    async def _load(self, outer: Path, tag: str, tail: Tail) -> None:
+        """Load the docker-archive held in ``outer`` (the archive endpoint's tar around it)
+        straight from its place in that file, after checking what it would tag."""
+        offset, size = await asyncio.to_thread(_check_archive, outer, tag)
+        fh = await asyncio.to_thread(open, outer, "rb")
+
+        async def body() -> AsyncIterator[bytes]:
+            await asyncio.to_thread(fh.seek, offset)
+            left = size
+            while left > 0:
+                chunk = await asyncio.to_thread(fh.read, min(left, 1 << 20))
+                if not chunk:
+                    return
+                left -= len(chunk)
+                yield chunk
+
         try:
             async with asyncio.timeout(max(self._api_timeout_s, 600.0)):
                 async with self._api()._query(
                     "images/load",
                     "POST",
-                    data=fh,
+                    data=body(),
                     headers={"Content-Type": "application/x-tar"},
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._api_timeout_s),
                 ) as resp:
@@ -365,35 +398,30 @@ def _mkdtemp(work: Path) -> str:
     return tmp
 
 
-def _unwrap(outer: Path, dest: Path) -> None:
-    """The archive endpoint wraps the file in a tar; take out the one regular member."""
-    with tarfile.open(outer, "r:") as tar:
-        members = [m for m in tar.getmembers() if m.isfile()]
-        if len(members) != 1:
-            raise BuildFailed("build_failed", "the builder returned no image archive")
-        src = tar.extractfile(members[0])
-        assert src is not None
-        with src, open(dest, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
-    outer.unlink()
-    dest.chmod(0o644)
-
-
-def _check_archive(archive: Path, tag: str) -> None:
-    """Refuse an archive that would name any image but ``tag`` (a build could otherwise write
-    its own archive and retag, say, the base image on the engine)."""
+def _check_archive(outer: Path, tag: str) -> tuple[int, int]:
+    """``(offset, size)`` of the docker-archive inside ``outer``. Refuses one that would name
+    any image but ``tag`` (a build could otherwise leave its own archive behind and retag,
+    say, the base image on the engine)."""
     try:
-        with tarfile.open(archive, "r:") as tar:
-            names = set(tar.getnames())
-            if names & {"index.json", "oci-layout"} or "manifest.json" not in names:
-                raise BuildFailed("build_failed", "the image archive is not a docker-archive")
-            fh = tar.extractfile("manifest.json")
-            assert fh is not None
-            manifest = json.loads(fh.read(1 << 20))
+        with tarfile.open(outer, "r:") as wrapper:
+            members = wrapper.getmembers()
+            if len(members) != 1 or not members[0].isfile():
+                raise BuildFailed("build_failed", "the builder returned no image archive")
+            offset, size = members[0].offset_data, members[0].size
+        with open(outer, "rb") as fh:
+            fh.seek(offset)
+            with tarfile.open(fileobj=fh, mode="r:") as tar:
+                names = set(tar.getnames())
+                if names & {"index.json", "oci-layout"} or "manifest.json" not in names:
+                    raise BuildFailed("build_failed", "the image archive is not a docker-archive")
+                mf = tar.extractfile("manifest.json")
+                assert mf is not None
+                manifest = json.loads(mf.read(1 << 20))
     except (tarfile.TarError, ValueError, KeyError) as exc:
         raise BuildFailed("build_failed", f"the image archive is unreadable: {exc}") from None
     if not isinstance(manifest, list) or len(manifest) != 1 or manifest[0].get("RepoTags") != [tag]:
         raise BuildFailed("build_failed", "the image archive does not hold exactly the model")
+    return offset, size
 
 
 async def _json_lines(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
