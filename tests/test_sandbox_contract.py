@@ -197,6 +197,19 @@ async def test_failing_build_has_a_reason_and_leaves_nothing(harness: Harness) -
     assert await harness.leftovers() == []
 
 
+async def test_refused_dockerfile_fails_before_building(harness: Harness, tmp_path: Path) -> None:
+    ctx = tmp_path / "refused"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM localhost/soundsright-base:latest\nADD http://127.0.0.1:9/x /x\n"
+    )
+    with pytest.raises(BuildFailed) as failed:
+        await harness.engine.build(harness.request(ctx, "refused"))
+    assert failed.value.reason == "build_refused"
+    assert failed.value.detail.startswith("Dockerfile line 2: ADD from a URL")
+    assert await harness.leftovers() == []
+
+
 async def test_build_past_its_deadline_fails_and_leaves_nothing(harness: Harness) -> None:
     request = harness.request(harness.slow, "slow", timeout_s=DEADLINE_S)
     t0 = time.monotonic()
