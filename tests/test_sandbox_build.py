@@ -214,6 +214,16 @@ async def test_fork_bomb_is_held_by_the_pids_limit(engine: DockerEngine, tmp_pat
     assert _leftovers() == []
 
 
+async def test_disk_is_bounded_by_the_builder_storage(engine: DockerEngine, tmp_path: Path) -> None:
+    # 5 GiB written into a build whose storage is 3 GiB (BuildLimits in _engine())
+    step = "RUN dd if=/dev/zero of=/big bs=1M count=5120 && echo WROTE-ALL"
+    built, log = await _build(engine, _context(tmp_path, f"FROM {BASE}\n{step}\n"))
+    assert not built
+    assert "No space left on device" in log, log
+    assert "WROTE-ALL" not in log.splitlines()
+    assert _leftovers() == []
+
+
 def _processes_with(marker: str) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
