@@ -1,10 +1,16 @@
-"""The Dockerfile preflight: what is refused before anything is built, and why."""
+"""The Dockerfile preflight (what is refused before anything is built, and why) and the
+builder container's spec."""
 
 from __future__ import annotations
 
 import pytest
 
-from soundsright_async.sandbox.engine import BuildFailed
+from soundsright_async.sandbox.engine import BuildFailed, BuildLimits
+from soundsright_async.sandbox.engine.buildspec import (
+    STORE,
+    build_command,
+    builder_libpod_spec,
+)
 from soundsright_async.sandbox.engine.dockerfile import (
     check_dockerfile,
     normalise_image,
@@ -139,3 +145,70 @@ def test_normalise_image() -> None:
     assert normalise_image("host:5000/b") == "host:5000/b:latest"
     assert normalise_image("a/b:1") == "a/b:1"
     assert normalise_image("a@sha256:00") == "a@sha256:00"
+
+
+# -- the builder container's spec (pure) ------------------------------------------------------
+
+
+def test_builder_spec_is_locked_down() -> None:
+    limits = BuildLimits(memory_bytes=2 * 1024**3, disk_bytes=3 * 1024**3, cpus=1.5, pids=200)
+    spec = builder_libpod_spec(
+        name="b",
+        image="localhost/soundsright-builder:latest",
+        labels={"soundsright.owner": "o"},
+        limits=limits,
+        in_dir="/w/in",
+        images_dir="/w/images",
+        uid_offset=3,
+        network=None,
+    )
+    assert spec["netns"] == {"nsmode": "none"}
+    assert "Networks" not in spec
+    host_uid = 1_000_000_000 + 3 * 65536
+    assert spec["idmappings"]["UIDMap"] == [{"container_id": 0, "host_id": host_uid, "size": 65536}]
+    assert spec["idmappings"]["GIDMap"] == spec["idmappings"]["UIDMap"]
+    assert spec["userns"] == {"nsmode": "private"}
+    assert spec["cap_add"] == ["SYS_ADMIN"]
+    assert spec["no_new_privileges"] is True
+    assert spec["privileged"] is False
+    binds = [m for m in spec["mounts"] if m["type"] == "bind"]
+    assert [(m["source"], m["destination"]) for m in binds] == [
+        ("/w/in", "/in"),
+        ("/w/images", "/images"),
+    ]
+    assert all("ro" in m["options"] for m in binds)
+    (store,) = [m for m in spec["mounts"] if m["type"] == "tmpfs"]
+    assert store["destination"] == STORE
+    assert f"size={3 * 1024**3}" in store["options"]
+    assert spec["resource_limits"] == {
+        "memory": {"limit": 5 * 1024**3, "swap": 5 * 1024**3},
+        "pids": {"limit": 200},
+        "cpu": {"quota": 150_000, "period": 100_000},
+    }
+
+
+def test_builder_spec_egress_network_and_dns() -> None:
+    spec = builder_libpod_spec(
+        name="b",
+        image="i",
+        labels={},
+        limits=BuildLimits(),
+        in_dir="/a",
+        images_dir="/b",
+        uid_offset=0,
+        network="soundsright-build-x",
+        dns=["9.9.9.9"],
+    )
+    assert spec["netns"] == {"nsmode": "bridge"}
+    assert spec["Networks"] == {"soundsright-build-x": {}}
+    assert spec["dns_server"] == ["9.9.9.9"]
+
+
+def test_build_command_and_limits() -> None:
+    argv = build_command("t:1", {"abc.tar": BASE}, {"soundsright.owner": "o"})
+    assert argv[:2] == ["sh", "-c"]
+    assert argv[3:] == ["sh", "t:1", "abc.tar", BASE, "--", "--label", "soundsright.owner=o"]
+    with pytest.raises(ValueError, match="pids"):
+        BuildLimits(pids=4)
+    with pytest.raises(ValueError, match="64 MiB"):
+        BuildLimits(disk_bytes=1024)
