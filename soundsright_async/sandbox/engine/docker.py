@@ -308,7 +308,7 @@ class DockerEngine:
             if ours(n.get("Labels")):
                 await self._remove_network(str(n["Name"]))
                 report.networks.append(str(n["Name"]))
-        images = await self._call("image list", self._api.images.list(filters=wanted))
+        images = await self._list_images(wanted)
         for i in images:
             if ours(i.get("Labels")):
                 await self.remove_image(str(i["Id"]))
@@ -327,6 +327,19 @@ class DockerEngine:
                 },
             )
         return report
+
+    async def _list_images(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """Podman 4.3 answers 500 "image not known" when another client removes an image
+        during the listing; that is retried (a few times), never treated as our failure."""
+        for attempt in range(4):
+            try:
+                images = await self._call("image list", self._api.images.list(filters=filters))
+                return list(images)
+            except DockerError as exc:
+                if exc.status != 500 or "image not known" not in str(exc.message) or attempt == 3:
+                    raise
+                await asyncio.sleep(0.5)
+        raise AssertionError("unreachable")
 
 
 def _state(info: dict[str, Any]) -> ContainerState:
