@@ -39,8 +39,8 @@ def _url() -> str:
     )
 
 
-def _fresh(model: str, tmp: Path, n: int) -> Path:
-    ctx = tmp / f"{model}-{n}"
+def _fresh(model: str, tmp: Path, n: int, kind: str) -> Path:
+    ctx = tmp / f"{model}-{n}-{kind}"
     shutil.copytree(ROOT / "examples/models" / model, ctx)
     (ctx / "app").mkdir(exist_ok=True)
     (ctx / "app/bench-id.txt").write_text(f"{OWNER}-{n}\n")
@@ -81,10 +81,12 @@ async def main() -> None:
                 for _ in range(args.repeat):
                     n += 1
                     tag = f"localhost/soundsright-model:bench-{OWNER}-{n}"
-                    old.append(await _engine_build(docker, _fresh(model, tmp, n), tag + "-old"))
+                    ctx = _fresh(model, tmp, n, "old")
+                    old.append(await _engine_build(docker, ctx, tag + "-old"))
                     t0 = time.monotonic()
                     with capture_logs() as logs:
-                        req = BuildRequest(_fresh(model, tmp, n), tag, project_labels(OWNER), 900)
+                        ctx = _fresh(model, tmp, n, "new")
+                        req = BuildRequest(ctx, tag, project_labels(OWNER), 900)
                         await engine.build(req)
                     new.append(time.monotonic() - t0)
                     phases += [
