@@ -3,6 +3,8 @@ builder container's spec."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from soundsright_async.sandbox.engine import BuildFailed, BuildLimits
@@ -16,6 +18,7 @@ from soundsright_async.sandbox.engine.dockerfile import (
     normalise_image,
     parse_dockerfile,
 )
+from soundsright_async.sandbox.engine.sandboxbuild import _stale_archives
 
 BASE = "localhost/soundsright-base:latest"
 ALLOWED = [BASE]
@@ -212,3 +215,18 @@ def test_build_command_and_limits() -> None:
         BuildLimits(pids=4)
     with pytest.raises(ValueError, match="64 MiB"):
         BuildLimits(disk_bytes=1024)
+
+
+def test_stale_base_archives_are_dropped(tmp_path: Path) -> None:
+    old, other, new = tmp_path / "old.tar", tmp_path / "other.tar", tmp_path / "new.tar"
+    for path in (old, other, new):
+        path.write_bytes(b"x")
+    old.with_suffix(".name").write_text(BASE)
+    other.with_suffix(".name").write_text("localhost/other:latest")
+    assert _stale_archives(tmp_path, new, BASE) == ["old.tar"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "new.name",
+        "new.tar",
+        "other.name",
+        "other.tar",
+    ]

@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
 
 import aiodocker
 import aiohttp
@@ -363,13 +363,36 @@ class SandboxBuilder:
                 ) as resp:
                     async for chunk in resp.content.iter_chunked(1 << 20):
                         await asyncio.to_thread(fh.write, chunk)
+            await asyncio.to_thread(fh.close)
+            await asyncio.to_thread(os.chmod, part, 0o644)
+            await asyncio.to_thread(os.replace, part, path)
         except (TimeoutError, DockerError) as exc:
             raise EngineError(f"engine {self._engine}: exporting {name}: {exc}") from None
         finally:
-            await asyncio.to_thread(fh.close)
-        await asyncio.to_thread(os.chmod, part, 0o644)
-        await asyncio.to_thread(os.replace, part, path)
+            await asyncio.shield(asyncio.to_thread(_close_and_drop, fh, part))
         log.info("sandbox.builder.base_exported", image=name, archive=str(path))
+        # an archive of an image id the name no longer points at is stale: drop it
+        stale = await asyncio.to_thread(_stale_archives, self._images_dir, path, name)
+        if stale:
+            log.info("sandbox.builder.base_archives_dropped", files=stale)
+
+
+def _close_and_drop(fh: BinaryIO, part: Path) -> None:
+    fh.close()
+    part.unlink(missing_ok=True)
+
+
+def _stale_archives(images_dir: Path, current: Path, name: str) -> list[str]:
+    """Remove the other archives exported for ``name`` (recorded in ``NAME.tar.name``)."""
+    dropped = []
+    current.with_suffix(".name").write_text(name)
+    for marker in images_dir.glob("*.name"):
+        archive = marker.with_suffix(".tar")
+        if archive != current and marker.read_text() == name:
+            archive.unlink(missing_ok=True)
+            marker.unlink(missing_ok=True)
+            dropped.append(archive.name)
+    return dropped
 
 
 def _read_dockerfile(context: Path) -> str:
