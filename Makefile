@@ -39,8 +39,8 @@ clean:
 podman:
 	@scripts/podman.sh
 
-# The offline base image the example models build FROM (mmdebstrap + podman import; kept if
-# it exists, FORCE=1 rebuilds).
+# The offline images (mmdebstrap + podman import; kept if they exist, FORCE=1 rebuilds): the
+# base image the example models build FROM and the buildah image every build runs inside.
 base-image: podman $(STAMP)
 	@scripts/base-image.sh
 

@@ -266,7 +266,23 @@ class SandboxSettings(_Section):
     """Model containers get ``seccomp_base`` with user (and other new) namespaces denied."""
     seccomp_base: FilePath = Path("/usr/share/containers/seccomp.json")
     bridge_prefix: str = Field(default="srbx", pattern=r"^[a-z0-9]{2,6}$")
-    build_network: Literal["none", "default"] = "none"
+    build_network: Literal["none", "egress"] = "none"
+    """``none``: builds have no network. ``egress``: the builder gets its own bridge, behind the
+    host firewall pair (it can reach package indexes, never the host's services)."""
+    build_dns: list[str] = Field(default_factory=list)
+    """DNS servers for ``egress`` builds (the bridge's own resolver is on the host, blocked)."""
+    builder_image: str = "localhost/soundsright-builder:latest"
+    base_images: list[str] = Field(
+        default_factory=lambda: ["localhost/soundsright-base:latest"], min_length=1
+    )
+    """The only images a model may build ``FROM`` (besides its own earlier stages)."""
+    build_memory_mb: int = Field(default=4096, ge=64)
+    build_disk_mb: int = Field(default=8192, ge=64)
+    """The builder's storage (a tmpfs, so RAM): caps everything a build writes."""
+    build_cpus: float = Field(default=2.0, gt=0, le=1024)
+    build_pids_limit: int = Field(default=1024, ge=32)
+    build_dir: FilePath | None = None
+    """Work files of builds (context tars, base image archives); unset: $TMPDIR."""
     max_concurrent_builds: int = Field(default=2, ge=1, le=64)
     build_timeout_s: float = Field(default=900.0, gt=0)
     build_log_bytes: int = Field(default=65536, ge=1024)

@@ -17,7 +17,14 @@ from ..config import ModelSourceSettings, SandboxSettings
 from ._repo import RepoLimits
 from .base import ModelSource
 from .client import ClientLimits, StepTimeouts
-from .engine import BridgeFirewall, DockerEngine, GpuRequest, SandboxLimits, default_engine_url
+from .engine import (
+    BridgeFirewall,
+    BuildLimits,
+    DockerEngine,
+    GpuRequest,
+    SandboxLimits,
+    default_engine_url,
+)
 from .git import GitSource
 from .huggingface import HuggingFaceSource
 from .resources import fit_limits
@@ -122,6 +129,16 @@ async def open_runner(
                 build_log_bytes=s.build_log_bytes,
                 seccomp_base=s.seccomp_base if s.deny_userns else None,
                 sweep_owner=sweep_owner,
+                builder_image=s.builder_image,
+                base_images=tuple(s.base_images),
+                build_limits=BuildLimits(
+                    memory_bytes=s.build_memory_mb * 1024**2,
+                    disk_bytes=s.build_disk_mb * 1024**2,
+                    cpus=s.build_cpus,
+                    pids=s.build_pids_limit,
+                ),
+                build_dns=tuple(s.build_dns),
+                build_dir=s.build_dir,
             )
             await stack.enter_async_context(engine)
             slots: list[GpuRequest | None] = (

@@ -1,7 +1,7 @@
 """Find (or start) the project's Podman API socket and the base image for container tests.
 
 Order: ``$DOCKER_HOST``; the socket ``scripts/podman.sh`` starts (``make podman``); else run
-``scripts/podman.sh`` when ``podman`` is installed. The base image is built with
+``scripts/podman.sh`` when ``podman`` is installed. The base and builder images are built with
 ``scripts/base-image.sh`` when missing. Tests skip (saying why) only when Podman cannot run.
 """
 
@@ -17,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "localhost/soundsright-base:latest"
+BUILDER_IMAGE = "localhost/soundsright-builder:latest"
 
 
 @functools.cache
@@ -33,8 +34,12 @@ def _prepare() -> tuple[str | None, str]:
             return None, f"scripts/podman.sh could not start Podman: {proc.stderr[-500:]}"
         url = f"unix://{sock}"
     env = dict(os.environ, CONTAINERS_CONF=str(sock.parent / "containers.conf"))
-    has_image = subprocess.run(["podman", "image", "exists", BASE_IMAGE], env=env, timeout=60)
-    if has_image.returncode != 0:
+    missing = [
+        image
+        for image in (BASE_IMAGE, BUILDER_IMAGE)
+        if subprocess.run(["podman", "image", "exists", image], env=env, timeout=60).returncode
+    ]
+    if missing:
         proc = subprocess.run(
             [str(ROOT / "scripts/base-image.sh")],
             env=env,

@@ -16,12 +16,14 @@ from .base import (
     RunRequest,
     SweepReport,
 )
+from .buildspec import BUILDER_IMAGE, BuildLimits
 from .docker import DockerEngine
 from .errors import BuildFailed, EngineError, StartFailed
 from .fake import FakeEngine
 from .firewall import BridgeFirewall, rule_pair
 from .locate import default_engine_url
 from .spec import (
+    BASE_IMAGE,
     LABEL_MANAGED,
     LABEL_OWNER,
     MODEL_PORT,
@@ -36,12 +38,15 @@ from .spec import (
 )
 
 __all__ = [
+    "BASE_IMAGE",
+    "BUILDER_IMAGE",
     "LABEL_MANAGED",
     "LABEL_OWNER",
     "MODEL_PORT",
     "MODEL_USER",
     "BridgeFirewall",
     "BuildFailed",
+    "BuildLimits",
     "BuildRequest",
     "BuiltImage",
     "ContainerEngine",

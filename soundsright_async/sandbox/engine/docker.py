@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import tempfile
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiodocker
 import aiohttp
@@ -31,11 +31,13 @@ from .base import (
     RunRequest,
     SweepReport,
 )
-from .context import write_context_tar
-from .errors import BuildFailed, EngineError, StartFailed
+from .buildspec import BUILDER_IMAGE, BuildLimits
+from .errors import EngineError, StartFailed
 from .firewall import BridgeFirewall
+from .sandboxbuild import SandboxBuilder
 from .seccomp import DEFAULT_BASE_PROFILE, deny_namespaces
 from .spec import (
+    BASE_IMAGE,
     LABEL_MANAGED,
     LABEL_OWNER,
     LABEL_TMPFS,
@@ -52,28 +54,7 @@ __all__ = ["DockerEngine"]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
-_LINE_CAP = 1 << 20
-_REAP_POLL_S = 1.0
 _LIST_ATTEMPTS = 5
-
-
-class _Tail:
-    """The last ``cap`` bytes of a text stream (a build log is kept, truncated, for the result)."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self._buf = bytearray()
-        self.truncated = False
-
-    def add(self, text: str) -> None:
-        self._buf += text.encode("utf-8", "replace")
-        if len(self._buf) > self.cap:
-            del self._buf[: len(self._buf) - self.cap]
-            self.truncated = True
-
-    def text(self) -> str:
-        body = self._buf.decode("utf-8", "replace")
-        return f"[... truncated ...]\n{body}" if self.truncated else body
 
 
 class DockerEngine:
@@ -89,13 +70,17 @@ class DockerEngine:
         limits: SandboxLimits | None = None,
         bridge_prefix: str = "srbx",
         firewall: BridgeFirewall | None = None,
-        build_network: str = "none",
+        build_network: Literal["none", "egress"] = "none",
         build_log_bytes: int = 64 * 1024,
         max_context_bytes: int = 20 * 1024**3,
         api_timeout_s: float = 60.0,
-        reap_grace_s: float = 3600.0,
         seccomp_base: Path | None = Path(DEFAULT_BASE_PROFILE),
         sweep_owner: Callable[[str], bool] | None = None,
+        builder_image: str = BUILDER_IMAGE,
+        base_images: Sequence[str] = (BASE_IMAGE,),
+        build_limits: BuildLimits | None = None,
+        build_dns: Sequence[str] = (),
+        build_dir: Path | None = None,
     ) -> None:
         if firewall is not None and firewall.prefix != bridge_prefix:
             raise ValueError("the firewall must cover the engine's bridge prefix")
@@ -106,18 +91,30 @@ class DockerEngine:
         self._limits = limits or SandboxLimits()
         self._prefix = bridge_prefix
         self._firewall = firewall
-        self._build_network = build_network
-        self._build_log_bytes = build_log_bytes
-        self._max_context = max_context_bytes
         self._api_timeout_s = api_timeout_s
-        self._reap_grace_s = reap_grace_s
         self._docker: aiodocker.Docker | None = None
         self._networks: dict[str, str] = {}  # container id -> network name
-        self._reapers: set[asyncio.Task[None]] = set()
         self._seccomp_base = seccomp_base
         self._sweep_owner = sweep_owner
         self._seccomp: str | None = None  # what start() sends (see _load_seccomp)
         self._seccomp_dir: Path | None = None
+        self._builder = SandboxBuilder(
+            api=lambda: self._api,
+            call=self._call,
+            engine=name,
+            kind=kind,
+            labels=self._labels(),
+            image=builder_image,
+            base_images=base_images,
+            limits=build_limits or BuildLimits(),
+            network=build_network,
+            bridge_prefix=bridge_prefix,
+            dns=build_dns,
+            work_dir=build_dir or Path(tempfile.gettempdir()) / f"soundsright-build-{os.getuid()}",
+            log_bytes=build_log_bytes,
+            max_context_bytes=max_context_bytes,
+            api_timeout_s=api_timeout_s,
+        )
 
     @property
     def name(self) -> str:
@@ -173,10 +170,6 @@ class DockerEngine:
         )
 
     async def aclose(self) -> None:
-        for task in list(self._reapers):
-            task.cancel()
-        if self._reapers:
-            await asyncio.gather(*self._reapers, return_exceptions=True)
         try:
             if self._firewall is not None:
                 await self._firewall.remove()
@@ -241,90 +234,9 @@ class DockerEngine:
     # -- build -----------------------------------------------------------------------------
 
     async def build(self, request: BuildRequest) -> BuiltImage:
-        tmp = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="soundsright-ctx-"))
-        tail = _Tail(self._build_log_bytes)
-        try:
-            tar = tmp / "context.tar"
-            await asyncio.to_thread(
-                write_context_tar, request.context, tar, max_bytes=self._max_context
-            )
-            try:
-                async with asyncio.timeout(request.timeout_s):
-                    await self._stream_build(request, tar, tail)
-            except TimeoutError:
-                self._reap_abandoned(request.tag)
-                raise BuildFailed(
-                    "build_timeout",
-                    f"the build did not finish within {request.timeout_s:g} s",
-                    log=tail.text(),
-                ) from None
-        finally:
-            await asyncio.shield(asyncio.to_thread(shutil.rmtree, tmp, True))
-        info = await self._call("image inspect", self._api.images.inspect(request.tag))
-        return BuiltImage(image_id=str(info["Id"]), tag=request.tag, log=tail.text())
-
-    def _reap_abandoned(self, tag: str) -> None:
-        """A build past its deadline: closing the request does not stop it (Podman 4.3 goes
-        on building and then tags and labels the image), so watch for the tag and remove the
-        image as soon as it appears, for up to ``reap_grace_s``. The engine owns these tasks;
-        ``aclose`` cancels them (the next start-up sweep removes what a late build left)."""
-        task = asyncio.create_task(self._reap(tag), name=f"reap {tag}")
-        self._reapers.add(task)
-        task.add_done_callback(self._reapers.discard)
-
-    async def _reap(self, tag: str) -> None:
-        deadline = time.monotonic() + self._reap_grace_s
-        while time.monotonic() < deadline:
-            try:
-                await self._call("image inspect", self._api.images.inspect(tag))
-            except DockerError as exc:
-                if exc.status != 404:
-                    log.warning("sandbox.image.reap_failed", image=tag, error=str(exc.message))
-            except EngineError as exc:
-                log.warning("sandbox.image.reap_failed", image=tag, error=str(exc))
-            else:
-                await self.remove_image(tag)
-                log.info("sandbox.image.reaped", image=tag)
-                return
-            await asyncio.sleep(_REAP_POLL_S)
-        log.warning("sandbox.image.reap_gave_up", image=tag, after_s=self._reap_grace_s)
-
-    async def _stream_build(self, request: BuildRequest, tar: Path, tail: _Tail) -> None:
-        params = {
-            "t": request.tag,
-            "dockerfile": "Dockerfile",
-            "rm": "true",
-            "forcerm": "true",
-            "pull": "false",
-            "q": "false",
-            "networkmode": self._build_network,
-            "labels": json.dumps(request.labels),
-        }
-        error: str | None = None
-        fh = await asyncio.to_thread(open, tar, "rb")
-        try:
-            async with self._api._query(
-                "build",
-                "POST",
-                params=params,
-                headers={"Content-Type": "application/x-tar"},
-                data=fh,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._api_timeout_s),
-            ) as resp:
-                async for msg in _json_lines(resp):
-                    if "stream" in msg:
-                        tail.add(str(msg["stream"]))
-                    if "error" in msg:
-                        error = str(msg.get("error") or "build error")
-                        tail.add(error + "\n")
-        except DockerError as exc:
-            raise BuildFailed("build_failed", str(exc.message), log=tail.text()) from None
-        except aiohttp.ClientError as exc:
-            raise EngineError(f"engine {self._name}: build: {exc}") from exc
-        finally:
-            await asyncio.to_thread(fh.close)
-        if error is not None:
-            raise BuildFailed("build_failed", error.strip()[-2000:], log=tail.text())
+        """Build in a throwaway locked-down builder container (``sandboxbuild``); a refused
+        Dockerfile, a failed step or the deadline raise ``BuildFailed``."""
+        return await self._builder.build(request)
 
     # -- run -------------------------------------------------------------------------------
 
@@ -512,34 +424,6 @@ def _state(info: dict[str, Any]) -> ContainerState:
         oom_killed=bool(st.get("OOMKilled")) or code == 137,
         error=str(st.get("Error") or ""),
     )
-
-
-async def _json_lines(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
-    """The build stream's JSON objects; a line over 1 MiB is dropped, never buffered whole."""
-    buf = bytearray()
-    async for chunk in resp.content.iter_chunked(65536):
-        buf += chunk
-        while (nl := buf.find(b"\n")) >= 0:
-            line, buf = bytes(buf[:nl]), buf[nl + 1 :]
-            msg = _parse(line)
-            if msg is not None:
-                yield msg
-        if len(buf) > _LINE_CAP:
-            buf.clear()
-    msg = _parse(bytes(buf))
-    if msg is not None:
-        yield msg
-
-
-def _parse(line: bytes) -> dict[str, Any] | None:
-    line = line.strip()
-    if not line:
-        return None
-    try:
-        msg = json.loads(line)
-    except ValueError:
-        return {"stream": line.decode("utf-8", "replace") + "\n"}
-    return msg if isinstance(msg, dict) else None
 
 
 if TYPE_CHECKING:

@@ -2,6 +2,7 @@
 
 ``behaviour(image_tag)`` decides what "running" an image means: it returns the ``base_url`` of a
 model server the test started (e.g. an aiohttp app on 127.0.0.1), or raises ``StartFailed``.
+A ``Dockerfile`` in the context gets the real preflight (refused URLs and foreign images).
 ``build_errors`` maps a tag to the ``BuildFailed`` its build raises; a build takes
 ``build_delays[tag]`` (default ``build_delay_s``) and fails with ``build_timeout`` when that is
 over its deadline. ``calls`` records the order of operations and ``peak`` the most builds /
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -29,7 +30,9 @@ from .base import (
     RunRequest,
     SweepReport,
 )
+from .dockerfile import check_dockerfile
 from .errors import BuildFailed, StartFailed
+from .spec import BASE_IMAGE
 
 __all__ = ["FakeEngine"]
 
@@ -43,12 +46,14 @@ class FakeEngine:
         build_errors: Mapping[str, BuildFailed] | None = None,
         build_delay_s: float = 0.0,
         build_delays: Mapping[str, float] | None = None,
+        base_images: Sequence[str] = (BASE_IMAGE,),
     ) -> None:
         self._behaviour = behaviour
         self._name = name
         self._build_errors = dict(build_errors or {})
         self._build_delay_s = build_delay_s
         self._build_delays = dict(build_delays or {})
+        self._base_images = tuple(base_images)
         self._ids = itertools.count(1)
         self.images: dict[str, str] = {}
         self.running: dict[str, RunningModel] = {}
@@ -73,6 +78,11 @@ class FakeEngine:
 
     async def build(self, request: BuildRequest) -> BuiltImage:
         self.calls.append(("build", request.tag))
+        dockerfile = request.context / "Dockerfile"
+        if await asyncio.to_thread(dockerfile.is_file):
+            # the same preflight as DockerEngine (a context without a Dockerfile is accepted
+            # here, so runner tests need no files)
+            check_dockerfile(await asyncio.to_thread(dockerfile.read_text), self._base_images)
         self._enter("builds")
         try:
             delay = self._build_delays.get(request.tag, self._build_delay_s)

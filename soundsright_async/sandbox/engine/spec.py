@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "BASE_IMAGE",
     "LABEL_COMPETITION",
     "LABEL_HOTKEY",
     "LABEL_MANAGED",
@@ -35,6 +36,8 @@ __all__ = [
 MODEL_PORT = 6500
 """The port the model listens on inside its container (the template's port; never rewritten)."""
 MODEL_USER = "10002:10002"
+BASE_IMAGE = "localhost/soundsright-base:latest"
+"""The image models build ``FROM`` by default (``scripts/base-image.sh``)."""
 LABEL_MANAGED = "soundsright.managed"
 LABEL_OWNER = "soundsright.owner"
 LABEL_COMPETITION = "soundsright.competition"
