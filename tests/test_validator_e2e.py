@@ -33,7 +33,7 @@ from soundsright_async.miner.feedback import read_records
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "models"
 COMP = "DENOISING_16000HZ"
-EPOCH_BLOCKS = 100
+EPOCH_BLOCKS = 180
 
 pytestmark = pytest.mark.slow
 

@@ -164,7 +164,7 @@ async def test_hostile_miners_and_a_chain_outage(tmp_path: Path) -> None:
         config = net.validator_config(
             "val",
             competitions=[COMP],
-            epoch_blocks=90,
+            epoch_blocks=150,
             anchor_block=net.db.head().number + 2,
             stop_margin_blocks=5,
             dataset_size=2,

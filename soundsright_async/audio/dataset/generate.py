@@ -31,7 +31,7 @@ from .render import ClipRejected, PairJob, render_pair
 from .rir import SyntheticRirSource
 from .sources import NoiseSource, RirSource
 from .speech import SpeechRequest, SpeechSource
-from .store import CLEAN_DIR, DEGRADED_DIR, atomic_dataset_dir
+from .store import CLEAN_DIR, DEGRADED_DIR, atomic_dataset_dir_async
 
 __all__ = [
     "Dataset",
@@ -171,7 +171,7 @@ async def generate_dataset(
     if progress:
         progress(0, len(jobs))
 
-    with atomic_dataset_dir(spec.out, overwrite=spec.overwrite) as tmp:
+    async with atomic_dataset_dir_async(spec.out, overwrite=spec.overwrite) as tmp:
 
         async def render(i: int, job: PairJob) -> FileEntry:
             reasons: list[str] = []
@@ -226,7 +226,7 @@ async def generate_dataset(
         )
         if len(manifest.files) != spec.count:  # pragma: no cover - TaskGroup guarantees this
             raise DatasetError(f"only {len(manifest.files)} of {spec.count} files were made")
-        (tmp / MANIFEST_NAME).write_bytes(manifest.to_json())
+        await asyncio.to_thread((tmp / MANIFEST_NAME).write_bytes, manifest.to_json())
     elapsed = time.monotonic() - started
     log.info("dataset.done", competition=comp.name, path=str(spec.out), seconds=round(elapsed, 2))
     return Dataset(Path(spec.out), manifest, {"total_s": elapsed})
