@@ -14,12 +14,23 @@ from collections.abc import Sequence
 from .. import __version__
 from .._exceptions import ConfigError, InputError, SoundsrightError
 from ..logs import configure_logging
-from . import commitment, config_cmd, dataset, feedback, judge, localnet, model, score, wallet
+from . import (
+    commitment,
+    config_cmd,
+    dataset,
+    demo,
+    feedback,
+    judge,
+    localnet,
+    model,
+    score,
+    wallet,
+)
 from ._common import EXIT_FAILED, EXIT_USAGE
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (score, config_cmd, judge, dataset, model, commitment, wallet, localnet, feedback)
+_COMMANDS = (score, config_cmd, judge, dataset, model, commitment, wallet, localnet, feedback, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
