@@ -152,7 +152,7 @@ async def _demo(run: _Run) -> Board:
         status_port=port,
         owner=opts.owner,
         bridge_prefix=opts.bridge_prefix,
-        run_slots=1,
+        run_slots=2,  # two model containers at a time (each limited to one CPU)
     )
     env = {"DOCKER_HOST": run.url}
     log = run.root / "logs" / "validator.log"
