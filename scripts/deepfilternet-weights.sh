@@ -14,7 +14,7 @@ cp -r examples/models/deepfilternet build/models/deepfilternet
 exec "$PY" -c '
 from pathlib import Path
 from soundsright_async.demo import deepfilternet_weights
-app = Path("build/models/deepfilternet/app")
+app = Path("build/models/deepfilternet")
 for name, data in deepfilternet_weights().items():
     (app / name).parent.mkdir(parents=True, exist_ok=True)
     (app / name).write_bytes(data)

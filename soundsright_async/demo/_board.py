@@ -143,13 +143,13 @@ def format_board(board: Board) -> str:
     for w in board.winners:
         ci = "-" if w.ci is None else f"[{w.ci[0]:.3f}, {w.ci[1]:.3f}]"
         lines.append(
-            f"  {w.competition:<24} {w.metric:<6} {w.name:<14} uid {_uid(w.uid):>3}"
+            f"  {w.competition:<24} {w.metric:<6} {w.name:<16} uid {_uid(w.uid):>3}"
             f"  average {w.average:.3f}  95% CI {ci}  unprocessed {_num(w.unprocessed)}"
         )
     lines += ["", "miners (points from the judgement, weight read back from the chain):"]
     for m in board.miners:
         lines.append(
-            f"  {m.name:<14} uid {m.uid:>3}  {m.model:<14} {m.competition:<24}"
+            f"  {m.name:<16} uid {m.uid:>3}  {m.model:<14} {m.competition:<24}"
             f" points {m.points:.4f}  weight {m.weight:.4f}"
         )
     return "\n".join(lines)
