@@ -11,11 +11,14 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._exceptions import InputError
 from ..demo._roster import check_competitions
-from ..demo._run import DemoOptions, run_demo
 from ._common import EXIT_OK
+
+if TYPE_CHECKING:
+    from ..demo._run import DemoOptions
 
 __all__ = ["register"]
 
@@ -52,6 +55,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _options(args: argparse.Namespace) -> DemoOptions:
+    from ..demo._run import DemoOptions  # the engine and HTTP clients load only for the demo
+
     if args.miners < 1 or args.miners > 32:
         raise InputError("--miners must be between 1 and 32")
     if args.epoch_blocks < 20:
@@ -83,6 +88,8 @@ def _say(line: str) -> None:
 
 
 async def _main(opts: DemoOptions) -> int:
+    from ..demo._run import run_demo
+
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None

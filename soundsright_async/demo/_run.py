@@ -11,7 +11,9 @@ container, network and image of its sandbox owner removed, on success, failure a
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,7 +25,8 @@ import aiodocker
 import aiohttp
 
 from ..chain._values import normalize_weights
-from ..sandbox.engine import DockerEngine, default_engine_url
+from ..sandbox.engine import DockerEngine, EngineError, default_engine_url
+from ..sandbox.engine.locate import STANDARD_SOCKETS
 from ._board import Board, format_board, judged_epochs, read_board
 from ._network import LocalNetwork, free_port
 from ._procs import Daemon
@@ -76,14 +79,19 @@ async def run_demo(opts: DemoOptions, emit: Callable[[str], None] = print) -> Bo
     cancelled). Raises ``DemoError`` with the reason; always cleans up."""
     root = opts.root or Path(tempfile.mkdtemp(prefix="soundsright-demo-"))
     try:
-        url = default_engine_url(opts.engine_url, os.environ)
-    except Exception as exc:
-        raise DemoError(f"no container engine ({exc}); run `make podman`") from None
+        url = default_engine_url(opts.engine_url, os.environ, candidates=_sockets())
+    except EngineError as exc:
+        raise DemoError(str(exc)) from None
     run = _Run(opts, emit, root, url)
     try:
         return await _demo(run)
     finally:
         await asyncio.shield(_cleanup(run))
+
+
+def _sockets() -> list[str]:
+    """The socket ``scripts/podman.sh`` (``make podman``) starts, then the standard ones."""
+    return [f"/tmp/soundsright-podman-{os.getuid()}/podman.sock", *STANDARD_SOCKETS]
 
 
 async def _check_engine(url: str) -> None:
@@ -210,8 +218,6 @@ async def _board(
     names: dict[str, tuple[str, str, str]],
 ) -> Board:
     """Wait for the judged weights on the chain (the validator sets them every few blocks)."""
-    import json
-    import sqlite3
 
     def judged_weights() -> dict[int, int]:
         conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)
