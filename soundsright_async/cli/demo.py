@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,6 +104,7 @@ async def _main(opts: DemoOptions) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    started = time.monotonic()
     try:
         await run_demo(opts, _say)
     except asyncio.CancelledError:
@@ -113,6 +115,7 @@ async def _main(opts: DemoOptions) -> int:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+    _say(f"demo done in {time.monotonic() - started:.0f} s; everything it started is stopped")
     return EXIT_OK
 
 
