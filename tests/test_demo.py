@@ -278,10 +278,9 @@ async def test_demo_end_to_end_prints_the_judged_leaderboard(tmp_path: Path) -> 
     assert printed_winners == expected_winners
     # A real denoiser beats the unprocessed input: both 16 kHz metrics have a winner.
     assert {m for _, m, *_ in printed_winners} == {"PESQ", "ESTOI"}
-    for name, _, _, uid, *_ in winners:
-        assert uid_of[load_hotkey(name, "default", root / "net" / "wallets").ss58_address] == int(
-            uid
-        )
+    wallets = root / "net" / "wallets"
+    for _, _, name, uid, *_ in winners:
+        assert uid_of[load_hotkey(name, "default", wallets).ss58_address] == int(uid)
 
     # Points from the judgement, weights as on the chain (and the chain has the judged weights).
     validator = graph.by_hotkey(
