@@ -44,10 +44,10 @@ podman:
 base-image: podman $(STAMP)
 	@scripts/base-image.sh
 
-# The main job available today: benchmark the three example models exactly as a validator does
-# (offline dataset, locked-down Podman containers, scoring) on the embedded defaults.
+# The whole subnet on this machine: a localnet with 1 s blocks, one validator and four miner
+# daemons (the three example models and DeepFilterNet3, committed to a local git hub), one short
+# epoch; progress, then the leaderboard and the weights on chain. Everything it starts is stopped
+# on exit or Ctrl-C. Options: make demo DEMO_ARGS="--miners 5 --keep-running" (soundsright demo -h).
+DEMO_ARGS ?=
 demo: base-image
-	@eval "$$(scripts/podman.sh)" && \
-	$(BIN)/soundsright model verify --path examples/models/passthrough --competition DENOISING_16000HZ && \
-	$(BIN)/soundsright model verify --path examples/models/spectral-gate --competition DENOISING_16000HZ && \
-	$(BIN)/soundsright model verify --path examples/models/dereverb --competition DEREVERBERATION_16000HZ
+	@eval "$$(scripts/podman.sh)" && $(BIN)/soundsright demo $(DEMO_ARGS)

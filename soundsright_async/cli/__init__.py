@@ -17,6 +17,7 @@ from . import (
     commitment,
     config_cmd,
     dataset,
+    demo,
     feedback,
     judge,
     localnet,
@@ -40,6 +41,7 @@ _COMMANDS = (
     localnet,
     feedback,
     report,
+    demo,
 )
 
 

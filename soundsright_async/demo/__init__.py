@@ -5,5 +5,14 @@ from __future__ import annotations
 
 from ._network import LocalNetwork, MinerSpec, free_port, git_commit_dir
 from ._procs import Daemon
+from ._weights import DemoError, deepfilternet_weights
 
-__all__ = ["Daemon", "LocalNetwork", "MinerSpec", "free_port", "git_commit_dir"]
+__all__ = [
+    "Daemon",
+    "DemoError",
+    "LocalNetwork",
+    "MinerSpec",
+    "deepfilternet_weights",
+    "free_port",
+    "git_commit_dir",
+]
