@@ -72,6 +72,9 @@ class ModelUnderTest:
     content_hash: str
     competition: Competition
     hotkey: str = "local"
+    keep_sample: Path | None = None
+    """Where to keep the model's first enhanced file once it is scored (the epoch report's
+    before/after spectrogram); None keeps nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +242,8 @@ class BenchmarkRunner:
                 ),
             )
             result.metrics = metrics
+            if model.keep_sample is not None:
+                await asyncio.to_thread(_keep_first, enhanced, model.keep_sample)
         except _Failed:
             pass
         except Exception as exc:
@@ -424,3 +429,14 @@ async def _check_outputs(out: Path, inputs: Sequence[str]) -> None:
 
 def _wavs_or_empty(directory: Path) -> list[str]:
     return [e.name for e in os.scandir(directory) if e.name.endswith(".wav") and e.is_file()]
+
+
+def _keep_first(enhanced: Path, dest: Path) -> None:
+    """Copy the first enhanced file (by name) to ``dest``; a failure only loses the sample."""
+    try:
+        first = min((p for p in enhanced.iterdir() if p.suffix.lower() == ".wav"), default=None)
+        if first is not None:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(first, dest)
+    except OSError as exc:
+        log.warning("benchmark.sample_not_kept", dest=str(dest), error=str(exc))

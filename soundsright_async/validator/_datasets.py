@@ -4,7 +4,8 @@ For the current epoch, each configured competition gets ``DATA_DIR/datasets/epoc
 (``clean/``, ``degraded/``, ``manifest.json``) from the epoch seed, so a restart finds the same
 files (or regenerates identical ones). The unprocessed input is scored like a model's output and
 stored with the epoch. Then the epoch is ``ready`` and the scheduler starts. The previous epoch's
-datasets are kept until it is judged; older ones are deleted.
+datasets (and the enhanced samples kept for its report) stay until the next epoch's are ready;
+older ones are deleted.
 """
 
 from __future__ import annotations
@@ -137,11 +138,12 @@ async def refresh_datasets(svc: Services) -> float | None:
 
 
 async def _cleanup(svc: Services, current: int) -> None:
-    """Keep the current epoch's datasets and the previous one's until it is judged."""
-    keep = {f"epoch-{current}"}
-    previous = await svc.store.epoch(current - 1)
-    if previous is not None and previous.status == "ready":
-        keep.add(f"epoch-{current - 1}")
+    """Keep the current epoch's datasets and the previous one's (it is judged now and its
+    report, ``soundsright report``, draws from it during this epoch); delete older ones."""
+    keep = {f"epoch-{current}", f"epoch-{current - 1}"}
     removed = await anyio.to_thread.run_sync(_remove_stale, svc.data_dir / "datasets", keep)
+    # the enhanced samples kept for the reports go with their epoch's dataset
+    kept = {k.removeprefix("epoch-") for k in keep}
+    await anyio.to_thread.run_sync(_remove_stale, svc.data_dir / "samples", kept)
     if removed:
         log.info("dataset.removed", directories=removed)

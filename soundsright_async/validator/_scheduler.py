@@ -189,6 +189,12 @@ class Scheduler:
                 content_hash=content_hash,
                 competition=get_competition(c.competition),
                 hotkey=c.hotkey,
+                # one enhanced file for the epoch report (cli/report.py reads SAMPLES_DIR)
+                keep_sample=svc.data_dir
+                / "samples"
+                / str(epoch.number)
+                / c.competition
+                / f"{content_hash}.wav",
             ),
             DatasetDirs(clean=dataset / CLEAN_DIR, degraded=dataset / DEGRADED_DIR),
         )
