@@ -192,6 +192,13 @@ async def test_two_validators_one_killed_judge_the_same_epoch(
     judge_out = json.loads(ja["output"])
     benchmarked = {r["hotkey"] for r in judge_in["results"][COMP]}
     assert benchmarked == {net.wallet(m.name) for m in miners}
+    # A model must beat doing nothing: the passthrough (m1) is excluded and paid nothing.
+    passthrough = net.db.metagraph(net.netuid).by_hotkey(net.wallet("m1"))
+    assert passthrough is not None
+    assert judge_out["weights"][passthrough.uid] == 0.0
+    assert judge_in["unprocessed"][COMP]["PESQ"] > 1.0
+    excluded = {(x["hotkey"], x["reason"]) for d in judge_out["decisions"] for x in d["excluded"]}
+    assert (net.wallet("m1"), "no_improvement") in excluded
 
     # Finished results were not re-run; the interrupted model was.
     after = {
