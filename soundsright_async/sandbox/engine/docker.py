@@ -53,6 +53,9 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 _LINE_CAP = 1 << 20
 _REAP_POLL_S = 1.0
+_UNREACHABLE = 900
+"""aiodocker's status for "cannot connect to the engine" (the socket is gone): the engine's
+fault, never the model's."""
 
 
 class _Tail:
@@ -138,6 +141,10 @@ class DockerEngine:
             ) from None
         except aiohttp.ClientError as exc:
             raise EngineError(f"engine {self._name} ({self._url}): {what}: {exc}") from exc
+        except DockerError as exc:
+            if exc.status == _UNREACHABLE:
+                raise EngineError(f"engine {self._name}: {what}: {exc.message}") from None
+            raise
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -262,6 +269,8 @@ class DockerEngine:
                         error = str(msg.get("error") or "build error")
                         tail.add(error + "\n")
         except DockerError as exc:
+            if exc.status == _UNREACHABLE:
+                raise EngineError(f"engine {self._name}: build: {exc.message}") from None
             raise BuildFailed("build_failed", str(exc.message), log=tail.text()) from None
         except aiohttp.ClientError as exc:
             raise EngineError(f"engine {self._name}: build: {exc}") from exc
@@ -356,6 +365,8 @@ class DockerEngine:
             except DockerError as exc:
                 if exc.status != 404:
                     log.warning("sandbox.container.remove_failed", error=str(exc.message))
+            except EngineError as exc:
+                log.warning("sandbox.container.remove_failed", error=str(exc))
             self._networks.pop(container_id, None)
         if network is not None:
             await self._remove_network(network)
@@ -367,6 +378,8 @@ class DockerEngine:
         except DockerError as exc:
             if exc.status != 404:
                 log.warning("sandbox.network.remove_failed", network=network, error=exc.message)
+        except EngineError as exc:
+            log.warning("sandbox.network.remove_failed", network=network, error=str(exc))
 
     async def remove_image(self, image: str) -> None:
         try:
@@ -374,6 +387,8 @@ class DockerEngine:
         except DockerError as exc:
             if exc.status != 404:
                 log.warning("sandbox.image.remove_failed", image=image, error=str(exc.message))
+        except EngineError as exc:
+            log.warning("sandbox.image.remove_failed", image=image, error=str(exc))
 
     async def sweep(self) -> SweepReport:
         """Remove this owner's containers, networks and images (what a crash left behind)."""
