@@ -638,3 +638,42 @@ async def test_chain_away_through_the_epoch_boundary(tmp_path: Path, procs: list
         assert v.stop(60) == 0
     assert labelled("container", owner) == []
     assert labelled("network", owner) == []
+
+
+# -- the engine's socket gone: the engine's fault, never the model's ---------------------------
+
+
+async def test_a_gone_engine_socket_is_an_engine_error_not_the_models(tmp_path: Path) -> None:
+    """Podman's service dead: a build or a start raises ``EngineError`` (the scheduler runs the
+    model again later), never ``BuildFailed`` / ``StartFailed`` (stored as the model's failure);
+    removals only log."""
+    import aiodocker
+
+    from soundsright_async.sandbox.engine import (
+        BuildFailed,
+        BuildRequest,
+        DockerEngine,
+        EngineError,
+        RunningModel,
+        RunRequest,
+        StartFailed,
+    )
+
+    url = f"unix://{tmp_path / 'gone.sock'}"
+    engine = DockerEngine(url=url, owner="fm-gone")
+    engine._docker = aiodocker.Docker(url=url)  # opened, then the service died
+    try:
+        (tmp_path / "ctx").mkdir()
+        (tmp_path / "ctx" / "Dockerfile").write_text("FROM scratch\n")
+        with pytest.raises(EngineError) as built:
+            await engine.build(BuildRequest(tmp_path / "ctx", "fm-gone:1", {}, 30.0))
+        assert not isinstance(built.value, BuildFailed)
+        assert str(built.value).startswith("engine default: build: Cannot connect")
+        with pytest.raises(EngineError) as started:
+            await engine.start(RunRequest("fm-gone:1", {}))
+        assert not isinstance(started.value, StartFailed)
+        assert str(started.value).startswith("engine default: network create: Cannot connect")
+        await engine.stop(RunningModel("c0ffee", "soundsright-x", "10.0.0.2", 6500))
+        await engine.remove_image("fm-gone:1")
+    finally:
+        await engine.aclose()
