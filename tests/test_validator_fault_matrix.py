@@ -1,16 +1,16 @@
 """The validator's fault matrix (issue 13 item 3): whatever fails, nothing finished is lost and
 the epoch completes.
 
-* ``kill -9`` in discovery, fetch, build, run, scoring, with a result just stored, in judging and
-  in weight setting: one validator process killed once per phase in sequence through one epoch,
-  restarted each time; after each restart the
-  same epoch and seed, the results stored before the kill unchanged, the interrupted model re-run,
-  the killed run's container swept; at the end the epoch judged, weights on chain, nothing left in
-  the engine.
-* the Podman service killed (``kill -9``) mid-run and restarted: the run is done again once the
-  engine is back, the daemon never exits.
-* the data dir's disk full during dataset generation and during a result write: a clear error in
-  the log, the daemon keeps running and resumes when space returns.
+* ``kill -9`` in discovery, fetch, build, run, scoring, with a result just stored, at the epoch
+  end (judging) and while weight setting retries: one validator process killed once per phase in
+  sequence through one epoch, restarted each time; after each restart the same epoch and seed, the
+  results stored before the kill unchanged, the interrupted model run again, the killed run's
+  container swept; at the end the epoch judged once, weights on chain, nothing left in the engine.
+* the Podman service killed (``kill -9``) mid-run and restarted: the run past the engine finishes
+  and is kept, the model that needed the engine runs again once it is back (never a
+  ``build_failed`` blamed on the model), the daemon never exits.
+* the data dir's disk full during dataset generation, a result write and the judgement's write: a
+  clear error in the log, the daemon keeps running and resumes when space returns.
 * the chain unreachable through an epoch boundary: the ended epoch is judged once, the next one
   starts, weights are set when the chain is back.
 
