@@ -444,7 +444,7 @@ async def test_disk_full_during_datasets_and_a_result_write(
         (tmp_path / "work").mkdir()
         (data / "work").symlink_to(tmp_path / "work")
         async with fake_miners(net, {"m1": (EXAMPLES / "spectral-gate", None)}) as hotkeys:
-            anchor = net.db.head().number + 20
+            anchor = net.db.head().number + 35
             config = net.validator_config(
                 "val",
                 competitions=[COMP],
