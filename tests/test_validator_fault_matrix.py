@@ -646,6 +646,46 @@ async def test_chain_away_through_the_epoch_boundary(tmp_path: Path, procs: list
     assert labelled("network", owner) == []
 
 
+# -- SIGTERM while a model runs ----------------------------------------------------------------
+
+
+@pytest.mark.timeout(600)
+async def test_sigterm_mid_run_leaves_nothing(tmp_path: Path, procs: list[Daemon]) -> None:
+    """A clean stop cancels the run in flight; its teardown finishes before the engine closes
+    (it used to run on past the close: "Connector is closed", the network left behind)."""
+    docker_host = engine_url()
+    net = LocalNetwork(tmp_path / "net", block_time=1.0, weights_rate_limit=3)
+    net.wallet("val", stake=5000, validator=True)
+    owner = f"fm-term-{os.getpid()}"
+    async with fake_miners(net, {"m1": (EXAMPLES / "spectral-gate", None)}):
+        config = net.validator_config(
+            "val",
+            competitions=[COMP],
+            epoch_blocks=150,
+            anchor_block=net.db.head().number + 15,
+            stop_margin_blocks=10,
+            dataset_size=2,
+            status_port=free_port(),
+            owner=owner,
+            bridge_prefix="srft",
+        )
+        log = tmp_path / "val.log"
+        v = validator(config, log, docker_host).start()
+        procs.append(v)
+        await until(
+            "the model's container",
+            lambda: events(log, "sandbox.container.started"),
+            300,
+            v,
+            poll_s=0.1,
+        )
+        assert v.stop(60) == 0
+    assert events(log, "result.stored") == []  # it was stopped mid-run
+    assert [e for e in events(log) if "remove_failed" in str(e.get("event"))] == []
+    assert labelled("container", owner) == []
+    assert labelled("network", owner) == []
+
+
 # -- the engine's socket gone: the engine's fault, never the model's ---------------------------
 
 

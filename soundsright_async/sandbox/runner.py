@@ -189,6 +189,24 @@ class BenchmarkRunner:
         self._work = work_dir
         self.config = config or RunnerConfig()
         self._builds = asyncio.Semaphore(self.config.max_concurrent_builds)
+        self._cleanups: set[asyncio.Future[Any]] = set()
+
+    async def _cleanup(self, aw: Awaitable[Any]) -> None:
+        """Cleanup that a cancellation cannot stop half-way: it runs on as a task of its own
+        (``drain`` waits for it before the engines close)."""
+        task = asyncio.ensure_future(aw)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+        await asyncio.shield(task)
+
+    async def drain(self, timeout_s: float = 60.0) -> None:
+        """Wait for the cleanup of cancelled benchmarks (call before closing the engines: a
+        removal after the engine's session closed fails and leaves the container behind)."""
+        if self._cleanups:
+            done, _ = await asyncio.wait(set(self._cleanups), timeout=timeout_s)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.warning("benchmark.cleanup_failed", error=repr(task.exception()))
 
     async def benchmark_many(
         self, models: Sequence[ModelUnderTest], dataset: DatasetDirs
@@ -227,8 +245,8 @@ class BenchmarkRunner:
         finally:
             state.assigned -= 1
             if result.image_id and not self.config.keep_images:
-                await asyncio.shield(state.engine.remove_image(tag))
-            await asyncio.shield(asyncio.to_thread(shutil.rmtree, out, True))
+                await self._cleanup(state.engine.remove_image(tag))
+            await self._cleanup(asyncio.to_thread(shutil.rmtree, out, True))
         failed = result.failed
         log.info(
             "benchmark.finished",
@@ -332,7 +350,7 @@ class BenchmarkRunner:
             return out
         finally:
             if running is not None:
-                await asyncio.shield(self._teardown(state.engine, running, result))
+                await self._cleanup(self._teardown(state.engine, running, result))
             state.slots.put_nowait(gpu)
 
     async def _explain(

@@ -79,9 +79,13 @@ async def open_runner(
                 [GpuRequest(g, e.gpu_driver) for g in e.gpus] if e.gpus else [None] * e.run_slots
             )
             engines.append((engine, slots))
-        yield BenchmarkRunner(
+        runner = BenchmarkRunner(
             engines=engines, pool=pool, work_dir=work_dir, config=runner_config(s)
         )
+        try:
+            yield runner
+        finally:
+            await runner.drain()
 
 
 def limits_of(settings: ModelSourceSettings) -> RepoLimits:
