@@ -593,8 +593,11 @@ async def test_chain_away_through_the_epoch_boundary(tmp_path: Path, procs: list
         os.rename(net.db.path, hidden)
         try:
             await until(
-                "8 blocks into epoch 1",
-                lambda: net.db.head().number >= end + 8,
+                "8 blocks into epoch 1, the metagraph task stale",
+                lambda: (
+                    net.db.head().number >= end + 8
+                    and "metagraph" in get_json(status_port, "/healthz")[1].get("stale_tasks", [])
+                ),
                 120,
                 v,
             )
