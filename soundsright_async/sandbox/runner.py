@@ -205,6 +205,24 @@ class BenchmarkRunner:
         self._work = work_dir
         self.config = config or RunnerConfig()
         self._builds = asyncio.Semaphore(self.config.max_concurrent_builds)
+        self._cleanups: set[asyncio.Future[Any]] = set()
+
+    async def _cleanup(self, aw: Awaitable[Any]) -> None:
+        """Cleanup that a cancellation cannot stop half-way: it runs on as a task of its own
+        (``drain`` waits for it before the engines close)."""
+        task = asyncio.ensure_future(aw)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+        await asyncio.shield(task)
+
+    async def drain(self, timeout_s: float = 60.0) -> None:
+        """Wait for the cleanup of cancelled benchmarks (call before closing the engines: a
+        removal after the engine's session closed fails and leaves the container behind)."""
+        if self._cleanups:
+            done, _ = await asyncio.wait(set(self._cleanups), timeout=timeout_s)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.warning("benchmark.cleanup_failed", error=repr(task.exception()))
 
     async def benchmark_many(
         self, models: Sequence[ModelUnderTest], dataset: DatasetDirs
@@ -252,8 +270,8 @@ class BenchmarkRunner:
             state.assigned -= 1
             try:
                 if not self.config.keep_images:  # also after a cancelled build (404 is fine)
-                    await asyncio.shield(state.engine.remove_image(tag))
-                await asyncio.shield(asyncio.to_thread(shutil.rmtree, out, True))
+                    await self._cleanup(state.engine.remove_image(tag))
+                await self._cleanup(asyncio.to_thread(shutil.rmtree, out, True))
             except Exception as exc:
                 log.error("benchmark.cleanup_failed", model=model.label, error=str(exc))
         failed = result.failed
@@ -364,7 +382,7 @@ class BenchmarkRunner:
             return out
         finally:
             if running is not None:
-                await asyncio.shield(self._teardown(state.engine, running, result))
+                await self._cleanup(self._teardown(state.engine, running, result))
             state.slots.put_nowait(gpu)
 
     async def _explain(

@@ -146,9 +146,13 @@ async def open_runner(
             )
             engine.limits = await _fitted_limits(s, engine, len(slots))
             engines.append((engine, slots))
-        yield BenchmarkRunner(
+        runner = BenchmarkRunner(
             engines=engines, pool=pool, work_dir=work_dir, config=runner_config(s)
         )
+        try:
+            yield runner
+        finally:
+            await runner.drain()
 
 
 def limits_of(settings: ModelSourceSettings) -> RepoLimits:

@@ -10,9 +10,12 @@ import anyio
 import orjson
 import structlog
 
+from ..chain import ChainError
+from ..runtime import Backoff
 from ..validator.judging import judge_epoch, judgement_to_dict, parse_epoch_input
 from ._context import Services
 from ._messages import epoch_feedback, judge_input
+from ._store import StoreError
 
 __all__ = ["judge", "render_json"]
 
@@ -92,8 +95,26 @@ async def judge(svc: Services, epoch_number: int) -> None:
 
 
 async def judge_requests(svc: Services, receive: anyio.abc.ObjectReceiveStream[int]) -> None:
-    """The judging task: judge each epoch the clock hands over, in order."""
+    """The judging task: judge each epoch the clock hands over, in order. A judgement the outside
+    world failed (chain unreachable, disk full) is retried with back-off: the request was taken
+    from the stream, so a crash here would leave the epoch unjudged until a restart."""
+    d = svc.settings.daemon
     async for number in receive:
         svc.state.board.tick("judging")
-        await judge(svc, number)
+        backoff = Backoff(d.retry_backoff_s, d.retry_backoff_max_s)
+        while True:
+            try:
+                await judge(svc, number)
+                break
+            except (ChainError, StoreError, OSError) as exc:
+                delay = backoff.next()
+                svc.state.board.failed("judging", exc)
+                log.error(
+                    "judging.failed_will_retry",
+                    epoch=number,
+                    error=str(exc) or repr(exc),
+                    error_type=type(exc).__name__,
+                    retry_in_s=delay,
+                )
+                await anyio.sleep(delay)
         svc.state.board.tick("judging")

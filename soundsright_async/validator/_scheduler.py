@@ -6,7 +6,10 @@ others run; the runner owns the finer limits. Identical content in one competiti
 once and its result repeated for the later entrant (``shared_from``; the judge then drops the
 copy). No new run starts within ``stop_margin_blocks`` of the epoch end. Each result is committed
 to the store, with its Feedback queued, the moment it exists; a store write that fails (disk full)
-is retried until it succeeds, so a finished benchmark is never lost while the daemon runs.
+is retried until it succeeds, so a finished benchmark is never lost while the daemon runs. A run
+the engine failed (the engine's socket went away: our fault, not the model's) stores no result: it
+is run again with back-off once the engine answers, until the stop margin, when the candidate goes
+back to ``accepted`` (reason ``engine_unavailable``) without a result.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ..audio.dataset.store import CLEAN_DIR, DEGRADED_DIR
 from ..competitions import get_competition
 from ..runtime import Backoff
 from ..sandbox import ModelRef, ModelSourceError, RepoLimits, inspect_repo
+from ..sandbox.engine import EngineError
 from ..sandbox.runner import BenchmarkResult, DatasetDirs, ModelUnderTest
 from ._context import Services
 from ._epochs import run_order
@@ -130,7 +134,9 @@ class Scheduler:
         key = (epoch.number, c.hotkey, c.competition)
         shared: _Shared | None = None
         try:
-            row = await self._fetch_and_benchmark(epoch, c)
+            row = await self._until_the_engine_answers(epoch, c)
+            if row is None:
+                return
             shared = self._content.get((epoch.number, c.competition, row.content_hash))
             await self._save(epoch, c, row)
         finally:
@@ -139,6 +145,51 @@ class Scheduler:
             if shared is not None and not shared.done.is_set():
                 shared.done.set()
             state.work.bump()
+
+    async def _until_the_engine_answers(self, epoch: EpochRow, c: CandidateRow) -> ResultRow | None:
+        """The run's result; a run the engine failed is done again after a back-off (None: the
+        stop margin came first; the candidate is ``accepted`` again, with no result)."""
+        svc, state = self.svc, self.svc.state
+        d = svc.settings.daemon
+        backoff = Backoff(d.retry_backoff_s, d.retry_backoff_max_s)
+        while True:
+            try:
+                row = await self._fetch_and_benchmark(epoch, c)
+            except EngineError as exc:
+                delay = backoff.next()
+                state.board.failed("engines", exc)
+                log.error(
+                    "benchmark.engine_unavailable",
+                    epoch=epoch.number,
+                    hotkey=c.hotkey,
+                    competition=c.competition,
+                    error=str(exc),
+                    retry_in_s=delay,
+                    hint="the run is done again when the engine answers",
+                )
+            else:
+                if backoff.failures:
+                    state.board.tick("engines")
+                    log.info("benchmark.engine_back", hotkey=c.hotkey, after=backoff.failures)
+                return row
+            await anyio.sleep(delay)
+            head = state.head
+            if head is None or not state.clock.may_start_run(epoch.number, head.number):
+                await svc.store.set_candidate(
+                    epoch.number,
+                    c.hotkey,
+                    c.competition,
+                    state="accepted",
+                    reason="engine_unavailable",
+                )
+                log.warning(
+                    "benchmark.not_rerun",
+                    epoch=epoch.number,
+                    hotkey=c.hotkey,
+                    reason="the engine was unavailable until the stop margin",
+                )
+                return None
+            state.running[(c.hotkey, c.competition)]["step"] = "fetch"
 
     async def _fetch_and_benchmark(self, epoch: EpochRow, c: CandidateRow) -> ResultRow:
         svc, state = self.svc, self.svc.state
@@ -161,7 +212,7 @@ class Scheduler:
         slot = (epoch.number, c.competition, content_hash)
         earlier = self._content.get(slot)
         if earlier is None:
-            self._content[slot] = _Shared()
+            mine = self._content[slot] = _Shared()
         else:
             await earlier.done.wait()
             if earlier.result is not None and earlier.result.hotkey != c.hotkey:
@@ -179,25 +230,33 @@ class Scheduler:
                     engine=r.engine,
                     shared_from=r.hotkey,
                 )
-            self._content[slot] = _Shared()
+            mine = self._content[slot] = _Shared()
         state.running[(c.hotkey, c.competition)]["step"] = "benchmark"
         dataset = Path(epoch.datasets[c.competition])
-        bench = await svc.runner.benchmark(
-            ModelUnderTest(
-                label=f"{c.namespace}/{c.name}@{c.revision[:12]}",
-                path=path,
-                content_hash=content_hash,
-                competition=get_competition(c.competition),
-                hotkey=c.hotkey,
-                # one enhanced file for the epoch report (cli/report.py reads SAMPLES_DIR)
-                keep_sample=svc.data_dir
-                / "samples"
-                / str(epoch.number)
-                / c.competition
-                / f"{content_hash}.wav",
-            ),
-            DatasetDirs(clean=dataset / CLEAN_DIR, degraded=dataset / DEGRADED_DIR),
-        )
+        try:
+            bench = await svc.runner.benchmark(
+                ModelUnderTest(
+                    label=f"{c.namespace}/{c.name}@{c.revision[:12]}",
+                    path=path,
+                    content_hash=content_hash,
+                    competition=get_competition(c.competition),
+                    hotkey=c.hotkey,
+                    # one enhanced file for the epoch report (cli/report.py reads SAMPLES_DIR)
+                    keep_sample=svc.data_dir
+                    / "samples"
+                    / str(epoch.number)
+                    / c.competition
+                    / f"{content_hash}.wav",
+                ),
+                DatasetDirs(clean=dataset / CLEAN_DIR, degraded=dataset / DEGRADED_DIR),
+            )
+        except BaseException:
+            # No result for this content: a copy waiting on it runs itself (a re-run of this
+            # model starts afresh instead of waiting on its own unfinished attempt).
+            if self._content.get(slot) is mine:
+                del self._content[slot]
+            mine.done.set()
+            raise
         return self._from_bench(c, bench, fetch_step)
 
     async def _fetch(self, epoch: EpochRow, c: CandidateRow) -> tuple[Path, str, list[str]]:

@@ -55,6 +55,9 @@ __all__ = ["DockerEngine"]
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 _LIST_ATTEMPTS = 5
+_UNREACHABLE = 900
+"""aiodocker's status for "cannot connect to the engine" (the socket is gone): the engine's
+fault, never the model's."""
 
 
 class DockerEngine:
@@ -143,6 +146,10 @@ class DockerEngine:
             ) from None
         except aiohttp.ClientError as exc:
             raise EngineError(f"engine {self._name} ({self._url}): {what}: {exc}") from exc
+        except DockerError as exc:
+            if exc.status == _UNREACHABLE:
+                raise EngineError(f"engine {self._name}: {what}: {exc.message}") from None
+            raise
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -325,6 +332,8 @@ class DockerEngine:
             except DockerError as exc:
                 if exc.status != 404:
                     log.warning("sandbox.container.remove_failed", error=str(exc.message))
+            except EngineError as exc:
+                log.warning("sandbox.container.remove_failed", error=str(exc))
             self._networks.pop(container_id, None)
         if network is not None:
             await self._remove_network(network)
@@ -336,6 +345,8 @@ class DockerEngine:
         except DockerError as exc:
             if exc.status != 404:
                 log.warning("sandbox.network.remove_failed", network=network, error=exc.message)
+        except EngineError as exc:
+            log.warning("sandbox.network.remove_failed", network=network, error=str(exc))
 
     async def remove_image(self, image: str) -> None:
         try:
@@ -343,6 +354,8 @@ class DockerEngine:
         except DockerError as exc:
             if exc.status != 404:
                 log.warning("sandbox.image.remove_failed", image=image, error=str(exc.message))
+        except EngineError as exc:
+            log.warning("sandbox.image.remove_failed", image=image, error=str(exc))
 
     async def _listing(self, what: str, list_call: Callable[[], Awaitable[T]]) -> T:
         for attempt in range(_LIST_ATTEMPTS):
