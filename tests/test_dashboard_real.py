@@ -75,6 +75,7 @@ async def until(what: str, check: Callable[[], Any], limit_s: float, *procs: Dae
         await asyncio.sleep(1)
 
 
+@pytest.mark.timeout(900)
 async def test_dashboard_and_report_of_a_real_run(
     browser: Browser, tmp_path: Path, procs: list[Daemon]
 ) -> None:
@@ -92,7 +93,7 @@ async def test_dashboard_and_report_of_a_real_run(
     config = net.validator_config(
         "val",
         competitions=[COMP],
-        epoch_blocks=60,
+        epoch_blocks=120,
         anchor_block=net.db.head().number + 10,
         stop_margin_blocks=10,
         dataset_size=2,

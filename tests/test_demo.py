@@ -250,7 +250,7 @@ async def test_demo_end_to_end_prints_the_judged_leaderboard(tmp_path: Path) -> 
             "--competitions",
             COMP,
             "--epoch-blocks",
-            "70",
+            "120",
             "--dataset-size",
             "2",
         ),

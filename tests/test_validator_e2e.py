@@ -94,6 +94,7 @@ def procs() -> Iterator[list[Daemon]]:
         p.stop(10)
 
 
+@pytest.mark.timeout(1200)
 async def test_two_validators_one_killed_judge_the_same_epoch(
     tmp_path: Path, procs: list[Daemon]
 ) -> None:

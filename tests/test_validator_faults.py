@@ -111,6 +111,7 @@ async def _fake_miner(answer: ModelResponse) -> AsyncIterator[int]:
         await runner.cleanup()
 
 
+@pytest.mark.timeout(1200)
 async def test_hostile_miners_and_a_chain_outage(tmp_path: Path) -> None:
     docker_host = engine_url()
     net = LocalNetwork(tmp_path / "net", block_time=1.0, weights_rate_limit=3)
