@@ -275,7 +275,7 @@ def _own_podman(*args: str) -> str:
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip().removeprefix("DOCKER_HOST=")
+    return proc.stdout.strip().removeprefix("export ").removeprefix("DOCKER_HOST=")
 
 
 def _kill_own_podman() -> None:

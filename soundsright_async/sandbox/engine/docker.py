@@ -178,6 +178,16 @@ class DockerEngine:
 
     async def aclose(self) -> None:
         try:
+            if self._docker is not None:
+                # Whatever of ours is still there at close (a builder or model container whose
+                # cancelled run could not finish its removal) goes now, not at the next start.
+                try:
+                    async with asyncio.timeout(30.0):
+                        await self.sweep(images=False)
+                except Exception as exc:  # the engine is gone: the next start-up sweep cleans
+                    log.warning(
+                        "sandbox.engine.closing_sweep_failed", engine=self._name, error=str(exc)
+                    )
             if self._firewall is not None:
                 await self._firewall.remove()
         finally:
@@ -367,9 +377,9 @@ class DockerEngine:
                 await asyncio.sleep(0.2 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    async def sweep(self) -> SweepReport:
-        """Remove this owner's containers, networks and images (what a crash left behind),
-        and those of the owners ``sweep_owner`` accepts."""
+    async def sweep(self, *, images: bool = True) -> SweepReport:
+        """Remove this owner's containers, networks and (with ``images``) images: what a crash
+        left behind; and those of the owners ``sweep_owner`` accepts."""
         report = SweepReport()
         # One label in the server-side filter (Podman 4.3 ANDs several image labels wrongly);
         # the owner is checked here.
@@ -396,8 +406,12 @@ class DockerEngine:
             if ours(n.get("Labels")):
                 await self._remove_network(str(n["Name"]))
                 report.networks.append(str(n["Name"]))
-        images = await self._listing("image list", lambda: self._api.images.list(filters=wanted))
-        for i in images:
+        listed = (
+            await self._listing("image list", lambda: self._api.images.list(filters=wanted))
+            if images
+            else []
+        )
+        for i in listed:
             if ours(i.get("Labels")):
                 await self.remove_image(str(i["Id"]))
                 report.images.append(str(i["Id"]))
