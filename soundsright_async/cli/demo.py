@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._exceptions import InputError
-from ..demo._roster import check_competitions
 from ._common import EXIT_OK
 
 if TYPE_CHECKING:
@@ -86,6 +85,8 @@ def _options(args: argparse.Namespace) -> DemoOptions:
     if args.timeout is not None and args.timeout <= 0:
         raise InputError("--timeout must be positive")
     try:
+        from ..demo._roster import check_competitions
+
         competitions = check_competitions(list(args.competitions))
     except Exception as exc:
         raise InputError(str(exc)) from None

@@ -5,12 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import anyio
-
 from .._exceptions import InputError
-from ..validator._epoch_report import build_report
-from ..validator._store import Store
-from ..validator.settings import load_validator_settings
 from ._common import EXIT_OK
 
 __all__ = ["register"]
@@ -47,6 +42,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import anyio
+
+    from ..validator._epoch_report import build_report
+    from ..validator._store import Store
+    from ..validator.settings import load_validator_settings
+
     if args.data_dir is not None:
         data_dir = args.data_dir.expanduser()
     else:
