@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -244,6 +245,15 @@ class EngineSettings(_Section):
     gpus: list[str] = Field(default_factory=list)
     """GPU ids handed out one per running model (CDI ``nvidia.com/gpu=ID``); empty: no GPU."""
     gpu_driver: Literal["cdi", "nvidia"] = "cdi"
+    tls_ca: FilePath | None = None
+    """Mutual TLS to a ``tcp://`` engine (as ``docker --tlsverify``): the CA that signed the
+    engine's certificate, and this validator's client certificate and key (PEM files)."""
+    tls_cert: FilePath | None = None
+    tls_key: FilePath | None = None
+    host_check: bool = True
+    """Refuse an engine whose host name is not this host's (builds bind-mount this host's
+    build directory; models are reached at their bridge address). Turn off only when the
+    validator runs in a container and the engine is its host."""
 
     @field_validator("url")
     @classmethod
@@ -252,11 +262,39 @@ class EngineSettings(_Section):
             return v
         raise ValueError(f"must be a unix:// or tcp:// URL, not {v!r}")
 
+    @model_validator(mode="after")
+    def _tls(self) -> EngineSettings:
+        files = (self.tls_ca, self.tls_cert, self.tls_key)
+        if any(f is not None for f in files) and not all(f is not None for f in files):
+            raise ValueError("tls_ca, tls_cert and tls_key go together")
+        tls = self.tls_ca is not None
+        network = self.url is not None and not self.url.startswith("unix://")
+        if tls and not network:
+            raise ValueError("TLS files need a tcp:// url")
+        if network and not tls:
+            assert self.url is not None
+            host = urlsplit(self.url.replace("tcp://", "http://", 1)).hostname or ""
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                raise ValueError(
+                    f"{self.url}: the engine API is root on its host; reach it over the network "
+                    "only with mutual TLS (tls_ca, tls_cert, tls_key)"
+                )
+        return self
+
 
 class SandboxSettings(_Section):
     """How model containers are built, locked down and benchmarked (docs/sandbox.md)."""
 
     engines: list[EngineSettings] = Field(default_factory=lambda: [EngineSettings()], min_length=1)
+
+    @field_validator("engines")
+    @classmethod
+    def _unique_names(cls, v: list[EngineSettings]) -> list[EngineSettings]:
+        names = [e.name for e in v]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"engine names must differ: {', '.join(twice)} is used twice")
+        return v
     owner: str = Field(default="validator", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     """Label value on everything this daemon creates; the start-up sweep removes only these."""
     firewall: Literal["iptables", "off"] = "iptables"

@@ -48,12 +48,20 @@ def test_engines_and_gpus(tmp_path: Path) -> None:
     s = load(
         tmp_path,
         '[[sandbox.engines]]\nname = "a"\nurl = "unix:///run/a.sock"\nrun_slots = 3\n'
-        '[[sandbox.engines]]\nname = "b"\nurl = "tcp://10.0.0.2:2375"\nkind = "docker"\n'
-        'gpus = ["0", "1"]\ngpu_driver = "nvidia"\n',
+        '[[sandbox.engines]]\nname = "b"\nurl = "tcp://10.0.0.2:2376"\nkind = "docker"\n'
+        'gpus = ["0", "1"]\ngpu_driver = "nvidia"\ntls_ca = "/etc/sr/ca.pem"\n'
+        'tls_cert = "/etc/sr/cert.pem"\ntls_key = "/etc/sr/key.pem"\n'
+        '[[sandbox.engines]]\nname = "c"\nurl = "tcp://127.0.0.1:2375"\nhost_check = false\n',
     )
-    a, b = s.engines
+    a, b, c = s.engines
     assert (a.name, a.url, a.run_slots, a.gpus) == ("a", "unix:///run/a.sock", 3, [])
     assert (b.kind, b.gpus, b.gpu_driver) == ("docker", ["0", "1"], "nvidia")
+    assert (b.tls_ca, b.tls_cert, b.tls_key) == (
+        Path("/etc/sr/ca.pem"),
+        Path("/etc/sr/cert.pem"),
+        Path("/etc/sr/key.pem"),
+    )
+    assert (a.tls_ca, a.host_check, c.host_check) == (None, True, False)
 
 
 @pytest.mark.parametrize(
@@ -81,6 +89,23 @@ def test_engines_and_gpus(tmp_path: Path) -> None:
         ('[[sandbox.engines]]\nkind = "lxc"', "kind: Input should be 'podman' or 'docker'"),
         ('[[sandbox.engines]]\nname = "a/b"', "name: String should match"),
         ('[[sandbox.engines]]\ngpu_driver = "rocm"', "gpu_driver: Input should be"),
+        (
+            '[[sandbox.engines]]\nurl = "tcp://10.0.0.2:2375"',
+            "tcp://10.0.0.2:2375: the engine API is root on its host; reach it over the network "
+            "only with mutual TLS",
+        ),
+        (
+            '[[sandbox.engines]]\nurl = "tcp://10.0.0.2:2376"\ntls_ca = "/ca.pem"',
+            "tls_ca, tls_cert and tls_key go together",
+        ),
+        (
+            '[[sandbox.engines]]\ntls_ca = "/a"\ntls_cert = "/b"\ntls_key = "/c"',
+            "TLS files need a tcp:// url",
+        ),
+        (
+            '[[sandbox.engines]]\nname = "a"\n[[sandbox.engines]]\nname = "a"',
+            "engine names must differ: a is used twice",
+        ),
     ],
 )
 def test_errors(tmp_path: Path, text: str, message: str) -> None:

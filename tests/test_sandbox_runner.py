@@ -8,7 +8,7 @@ import io
 import time
 import zipfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -22,8 +22,11 @@ from soundsright_async.sandbox.engine import FakeEngine
 from soundsright_async.sandbox.runner import (
     BenchmarkRunner,
     DatasetDirs,
+    EngineLoad,
     ModelUnderTest,
+    NoEngineError,
     RunnerConfig,
+    pick_engine,
 )
 
 COMP = get_competition("DENOISING_16000HZ")
@@ -312,3 +315,134 @@ async def test_any_error_fails_only_its_model(servers: ModelServers, tmp_path: P
     assert by["m2"].passed, by["m2"].to_dict()
     assert engine.running == {}
     assert engine.images == {}
+
+
+# -- several engines: placement by free slots, an engine's failure moves the model ------------
+
+
+@pytest.mark.parametrize(
+    ("loads", "exclude", "want"),
+    [
+        ([("a", 1, 0, True), ("b", 3, 0, True)], (), 1),  # most free slots
+        ([("a", 1, 0, True), ("b", 3, 2, True)], (), 0),  # a tie goes to the earlier engine
+        ([("a", 2, 0, False), ("b", 1, 1, True)], (), 1),  # out of use: never, even if freer
+        ([("a", 1, 3, True), ("b", 1, 2, True)], (), 1),  # queues count (negative free slots)
+        ([("a", 4, 0, True), ("b", 1, 0, True)], ("a",), 1),  # already tried for this model
+        ([("a", 4, 0, True), ("b", 1, 0, False)], ("a",), None),
+        ([], (), None),
+    ],
+)
+def test_pick_engine(
+    loads: list[tuple[str, int, int, bool]], exclude: tuple[str, ...], want: int | None
+) -> None:
+    engines = [EngineLoad(*load) for load in loads]
+    assert pick_engine(engines, frozenset(exclude)) == want
+
+
+async def test_models_spread_over_engines_by_free_slots(
+    servers: ModelServers, tmp_path: Path
+) -> None:
+    a, b = _engine(servers, "a", 0.05), _engine(servers, "b", 0.05)
+    runner = BenchmarkRunner(
+        engines=[(a, [None]), (b, [None, None, None])],
+        pool=CountingScorer([a, b]),
+        work_dir=tmp_path / "work",
+        config=RunnerConfig(max_concurrent_builds=4),
+    )
+    results = await runner.benchmark_many(_models(tmp_path, 5), _dataset(tmp_path / "ds"))
+    assert all(r.passed for r in results)
+    # b (3 free) b (2) then a tie at 1 free goes to a, then b (1), then a tie at 0: a
+    assert [r.engine for r in results] == ["b", "b", "a", "b", "a"]
+    assert (a.peak["containers"], b.peak["containers"]) == (1, 3)
+
+
+async def test_an_engine_that_fails_moves_its_model_and_is_used_again_once_back(
+    servers: ModelServers, tmp_path: Path
+) -> None:
+    a, b = _engine(servers, "a", 0.05), _engine(servers, "b", 0.05)
+    a.down = "Cannot connect to the engine"
+    runner = BenchmarkRunner(
+        engines=[(a, [None]), (b, [None])],
+        pool=CountingScorer([a, b]),
+        work_dir=tmp_path / "work",
+        config=RunnerConfig(max_concurrent_builds=2, probe_interval_s=3600),
+    )
+    ds = _dataset(tmp_path / "ds")
+    m0, m1, m2 = _models(tmp_path, 3)
+    first = await runner.benchmark_many([m0, m1], ds)
+    # m0 went to a (a tie), whose build failed: moved to b, after m1, never blamed
+    assert [(r.model, r.engine, r.passed) for r in first] == [("m0", "b", True), ("m1", "b", True)]
+    assert [(s.step, s.ok, s.reason, s.detail) for s in first[0].engine_failures] == [
+        ("engine a", False, "engine_failed", "engine a: Cannot connect to the engine")
+    ]
+    assert first[1].engine_failures == []
+    assert first[0].to_dict()["engine_failures"][0]["step"] == "engine a"
+    assert [e.up for e in runner.loads()] == [False, True]
+    # a still out: within the probe interval it is not even pinged
+    assert [r.engine for r in await runner.benchmark_many([m2], ds)] == ["b"]
+    assert ("ping", "") not in a.calls
+    runner.config = replace(runner.config, probe_interval_s=0.0)
+    # after the interval it is pinged; still failing, it stays out of use
+    assert [r.engine for r in await runner.benchmark_many([m2], ds)] == ["b"]
+    assert a.calls.count(("ping", "")) == 1
+    a.down = None
+    again = await runner.benchmark_many([m2], ds)
+    assert [(r.engine, r.passed, r.engine_failures) for r in again] == [("a", True, [])]
+    assert a.calls.count(("ping", "")) == 2
+    assert [e.up for e in runner.loads()] == [True, True]
+    assert a.running == b.running == {}
+
+
+async def test_with_every_engine_out_of_use_the_model_is_not_blamed(
+    servers: ModelServers, tmp_path: Path
+) -> None:
+    a, b = _engine(servers, "a", 0.0), _engine(servers, "b", 0.0)
+    a.down, b.down = "gone", "gone too"
+    runner = BenchmarkRunner(
+        engines=[(a, [None]), (b, [None])],
+        pool=CountingScorer([a, b]),
+        work_dir=tmp_path / "work",
+        config=RunnerConfig(probe_interval_s=3600),
+    )
+    ds = _dataset(tmp_path / "ds")
+    (m0,) = _models(tmp_path, 1)
+    with pytest.raises(NoEngineError) as info:
+        await runner.benchmark(m0, ds)
+    assert str(info.value) == (
+        "no container engine to benchmark m0 on (out of use: a: engine a: gone; "
+        "b: engine b: gone too)"
+    )
+    assert [f.step for f in info.value.failures] == ["engine a", "engine b"]
+    # benchmark_many (model verify) records it as the model's engine_error step
+    (r,) = await runner.benchmark_many([m0], ds)
+    assert r.failed is not None
+    assert (r.failed.step, r.failed.reason) == ("engine", "engine_error")
+    assert r.failed.detail.startswith("no container engine to benchmark m0 on (out of use: a:")
+
+
+async def test_a_container_left_while_its_engine_was_away_goes_when_it_answers(
+    servers: ModelServers, tmp_path: Path
+) -> None:
+    """The engine goes away during enhance: the model talks to its container directly and
+    finishes; the removal that failed then is done by the ping that finds the engine back."""
+    a = _engine(servers, "a", 0.0)
+    runner = BenchmarkRunner(
+        engines=[(a, [None])],
+        pool=CountingScorer([a]),
+        work_dir=tmp_path / "work",
+        config=RunnerConfig(probe_interval_s=0.0),
+    )
+    ds = _dataset(tmp_path / "ds")
+    (m0,) = _models(tmp_path, 1)
+    task = asyncio.create_task(runner.benchmark(m0, ds))
+    async with asyncio.timeout(10):
+        while servers.enhancing.live == 0:  # noqa: ASYNC110 (the counter has no event)
+            await asyncio.sleep(0.01)
+    a.down = "gone"
+    result = await task
+    assert (result.passed, result.engine) == (True, "a")
+    assert len(a.running) == 1
+    assert a.orphans == set(a.running)
+    a.down = None
+    await a.ping()
+    assert (a.running, a.orphans) == ({}, set())

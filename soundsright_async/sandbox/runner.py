@@ -5,6 +5,15 @@ Concurrency: at most ``max_concurrent_builds`` builds at once across engines; ea
 fixed set of run slots (one per GPU, or ``run_slots`` without GPUs) and a model holds a slot only
 while its container runs. Scoring happens after the slot is released, so when several
 ``benchmark`` calls run together (``benchmark_many``), one model is scored while the next runs.
+
+Several engines: a model goes to the engine in use with the most free slots (``pick_engine``,
+pure). An ``EngineError`` that is not the model's (the engine's socket gone, an API deadline) takes
+that engine out of use and the model is benchmarked again, from its build, on another engine in
+use; the failed attempt is kept in ``result.engine_failures``. An engine out of use is pinged
+(``ContainerEngine.ping``) at most every ``probe_interval_s`` when a model is placed, and used
+again once it answers. With no engine in use, ``benchmark`` raises ``EngineError`` (the
+validator runs the model again later); ``benchmark_many`` records it as the model's
+``engine_error`` step instead.
 """
 
 from __future__ import annotations
@@ -45,10 +54,13 @@ __all__ = [
     "BenchmarkResult",
     "BenchmarkRunner",
     "DatasetDirs",
+    "EngineLoad",
     "ModelUnderTest",
+    "NoEngineError",
     "RunnerConfig",
     "Scorer",
     "StepResult",
+    "pick_engine",
 ]
 
 log = structlog.get_logger(__name__)
@@ -111,6 +123,9 @@ class BenchmarkResult:
     build_log: str = ""
     container_log: str = ""
     metrics: DatasetScore | None = None
+    engine_failures: list[StepResult] = field(default_factory=list)
+    """Attempts an engine failed before this one (``engine <name>`` steps, ``engine_failed``):
+    the model was moved to another engine, never blamed."""
 
     @property
     def failed(self) -> StepResult | None:
@@ -151,6 +166,10 @@ class BenchmarkResult:
                 for s in self.steps
             ],
             "metrics": self.metrics.to_dict() if self.metrics is not None else None,
+            "engine_failures": [
+                {"step": s.step, "seconds": round(s.seconds, 3), "detail": s.detail}
+                for s in self.engine_failures
+            ],
             "unscored_files": self.unscored_files(),
             "build_log": self.build_log,
             "container_log": self.container_log,
@@ -159,6 +178,22 @@ class BenchmarkResult:
 
 class _Failed(Exception):
     pass
+
+
+class _EngineFailed(Exception):
+    """The engine failed a step (carried past the model's own error handling)."""
+
+    def __init__(self, error: EngineError) -> None:
+        self.error = error
+
+
+class NoEngineError(EngineError):
+    """No engine in use is left to benchmark a model on; ``failures``: the attempts the
+    engines failed (one ``engine <name>`` step each)."""
+
+    def __init__(self, message: str, failures: list[StepResult]) -> None:
+        super().__init__(message)
+        self.failures = failures
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +205,47 @@ class RunnerConfig:
     client: ClientLimits = field(default_factory=ClientLimits)
     owner: str = "validator"
     keep_images: bool = False
+    probe_interval_s: float = 5.0
+    """How often an engine out of use is pinged (when a model is placed) to use it again."""
+    probe_timeout_s: float = 5.0
 
 
 @dataclass(slots=True)
 class _EngineState:
     engine: ContainerEngine
     slots: asyncio.Queue[GpuRequest | None]
+    size: int
     assigned: int = 0
+    down: str | None = None
+    """Why the engine is out of use (None: in use)."""
+    probed_at: float = 0.0
+
+    @property
+    def free(self) -> int:
+        return self.size - self.assigned
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLoad:
+    """What ``pick_engine`` sees of one engine."""
+
+    name: str
+    slots: int
+    assigned: int
+    up: bool
+
+
+def pick_engine(engines: Sequence[EngineLoad], exclude: frozenset[str] = frozenset()) -> int | None:
+    """The index of the engine a new model goes to: of the engines in use and not in
+    ``exclude``, the one with the most free slots (slots - models assigned, which may be
+    negative when models queue); ties go to the earlier engine. None: no engine qualifies."""
+    best: int | None = None
+    for i, e in enumerate(engines):
+        if not e.up or e.name in exclude:
+            continue
+        if best is None or e.slots - e.assigned > engines[best].slots - engines[best].assigned:
+            best = i
+    return best
 
 
 class BenchmarkRunner:
@@ -197,10 +266,12 @@ class BenchmarkRunner:
         for engine, slots in engines:
             if not slots:
                 raise ValueError(f"engine {engine.name} has no run slots")
+            if any(e.engine.name == engine.name for e in self._engines):
+                raise ValueError(f"two engines are named {engine.name}")
             queue: asyncio.Queue[GpuRequest | None] = asyncio.Queue()
             for slot in slots:
                 queue.put_nowait(slot)
-            self._engines.append(_EngineState(engine, queue))
+            self._engines.append(_EngineState(engine, queue, len(slots)))
         self._pool = pool
         self._work = work_dir
         self.config = config or RunnerConfig()
@@ -228,23 +299,111 @@ class BenchmarkRunner:
         self, models: Sequence[ModelUnderTest], dataset: DatasetDirs
     ) -> list[BenchmarkResult]:
         """Benchmark ``models`` concurrently; one result per model, in order. A model's
-        failure (whatever raised) is its own failed step; only cancellation ends the batch."""
+        failure (whatever raised, no engine in use included) is its own failed step; only
+        cancellation ends the batch."""
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self.benchmark(m, dataset)) for m in models]
+            tasks = [tg.create_task(self._benchmark_or_record(m, dataset)) for m in models]
         return [t.result() for t in tasks]
 
+    async def _benchmark_or_record(
+        self, model: ModelUnderTest, dataset: DatasetDirs
+    ) -> BenchmarkResult:
+        try:
+            return await self.benchmark(model, dataset)
+        except NoEngineError as exc:
+            result = _result_of(model, "")
+            result.engine_failures = exc.failures
+            result.steps.append(StepResult("engine", 0.0, False, "engine_error", str(exc)[:1000]))
+            return result
+
+    def loads(self) -> list[EngineLoad]:
+        return [
+            EngineLoad(e.engine.name, e.size, e.assigned, e.down is None) for e in self._engines
+        ]
+
     async def benchmark(self, model: ModelUnderTest, dataset: DatasetDirs) -> BenchmarkResult:
-        """Benchmark one model. Never raises for the model's or an engine's failure (the
-        result's failed step says what and why); only cancellation propagates."""
-        state = min(self._engines, key=lambda e: e.assigned)
+        """Benchmark one model. Never raises for the model's failure (the result's failed
+        step says what and why); an engine's failure moves the model to another engine in
+        use. Raises ``NoEngineError`` (an ``EngineError``) when no engine is left to try;
+        cancellation propagates."""
+        failures: list[StepResult] = []
+        tried: set[str] = set()
+        while True:
+            await self._probe()
+            index = pick_engine(self.loads(), frozenset(tried))
+            if index is None:
+                down = "; ".join(f"{e.engine.name}: {e.down}" for e in self._engines if e.down)
+                raise NoEngineError(
+                    f"no container engine to benchmark {model.label} on"
+                    + (f" (out of use: {down})" if down else ""),
+                    failures,
+                )
+            state = self._engines[index]
+            start = time.monotonic()
+            try:
+                result = await self._attempt(state, model, dataset)
+            except EngineError as exc:
+                tried.add(state.engine.name)
+                failures.append(
+                    StepResult(
+                        f"engine {state.engine.name}",
+                        time.monotonic() - start,
+                        False,
+                        "engine_failed",
+                        f"{exc}"[:1000],
+                    )
+                )
+                log.warning(
+                    "benchmark.engine_failed",
+                    model=model.label,
+                    engine=state.engine.name,
+                    error=str(exc),
+                    hint="the model is benchmarked again on another engine in use",
+                )
+                continue
+            result.engine_failures = failures
+            return result
+
+    def _take_out(self, state: _EngineState, exc: EngineError) -> None:
+        if state.down is None:
+            log.error("sandbox.engine.out_of_use", engine=state.engine.name, error=str(exc))
+        state.down = str(exc)[:500]
+        state.probed_at = time.monotonic()
+
+    async def _probe(self) -> None:
+        """Ping the engines out of use whose last ping is ``probe_interval_s`` old; one that
+        answers is used again."""
+        now = time.monotonic()
+        due = [
+            e
+            for e in self._engines
+            if e.down is not None and now - e.probed_at >= self.config.probe_interval_s
+        ]
+        if not due:
+            return
+        for e in due:
+            e.probed_at = now  # one ping per interval, however many models are being placed
+
+        async def ping(e: _EngineState) -> None:
+            try:
+                async with asyncio.timeout(self.config.probe_timeout_s):
+                    await e.engine.ping()
+            except (EngineError, TimeoutError) as exc:
+                log.info(
+                    "sandbox.engine.still_out", engine=e.engine.name, error=str(exc) or "timeout"
+                )
+                return
+            log.info("sandbox.engine.back", engine=e.engine.name, was=e.down)
+            e.down = None
+
+        await asyncio.gather(*(ping(e) for e in due))
+
+    async def _attempt(
+        self, state: _EngineState, model: ModelUnderTest, dataset: DatasetDirs
+    ) -> BenchmarkResult:
+        """One try on one engine; an ``EngineError`` that is not the model's propagates."""
         state.assigned += 1
-        result = BenchmarkResult(
-            model=model.label,
-            competition=model.competition.name,
-            hotkey=model.hotkey,
-            content_hash=model.content_hash,
-            engine=state.engine.name,
-        )
+        result = _result_of(model, state.engine.name)
         out = self._work / f"{model.competition.name.lower()}-{uuid.uuid4().hex[:12]}"
         tag = f"{image_tag(model.competition.name, model.hotkey, model.content_hash)}"
         tag += f"-{uuid.uuid4().hex[:6]}"
@@ -264,6 +423,12 @@ class BenchmarkRunner:
                 await asyncio.to_thread(_keep_first, enhanced, model.keep_sample)
         except _Failed:
             pass
+        except _EngineFailed as exc:
+            self._take_out(state, exc.error)  # at once: no model is placed there meanwhile
+            raise exc.error from None
+        except EngineError as exc:  # the engine's (a dead engine while a step was explained)
+            self._take_out(state, exc)
+            raise
         except Exception as exc:
             _record_crash(result, exc, "benchmark")
         finally:
@@ -278,6 +443,7 @@ class BenchmarkRunner:
         log.info(
             "benchmark.finished",
             model=model.label,
+            engine=state.engine.name,
             passed=result.passed,
             failed_step=failed.step if failed else None,
             reason=failed.reason if failed else None,
@@ -309,8 +475,11 @@ class BenchmarkRunner:
             result.steps.append(StepResult(step, time.monotonic() - start, False, reason, str(exc)))
             log.error("benchmark.scoring_failed", model=result.model, reason=reason, error=str(exc))
             raise _Failed from None
-        except _Failed:
+        except (_Failed, _EngineFailed):
             raise
+        except EngineError as exc:
+            # the engine failed (socket gone, API deadline), not the model: tried elsewhere
+            raise _EngineFailed(exc) from None
         except Exception as exc:
             _record_crash(result, exc, step, time.monotonic() - start)
             raise _Failed from None
@@ -413,6 +582,16 @@ class BenchmarkRunner:
     ) -> None:
         result.container_log = await engine.logs(running)
         await engine.stop(running)
+
+
+def _result_of(model: ModelUnderTest, engine: str) -> BenchmarkResult:
+    return BenchmarkResult(
+        model=model.label,
+        competition=model.competition.name,
+        hotkey=model.hotkey,
+        content_hash=model.content_hash,
+        engine=engine,
+    )
 
 
 def _record_crash(result: BenchmarkResult, exc: Exception, step: str, seconds: float = 0.0) -> None:

@@ -23,6 +23,7 @@ from .engine import (
     DockerEngine,
     GpuRequest,
     SandboxLimits,
+    TlsFiles,
     default_engine_url,
 )
 from .git import GitSource
@@ -139,6 +140,12 @@ async def open_runner(
                 ),
                 build_dns=tuple(s.build_dns),
                 build_dir=s.build_dir,
+                tls=(
+                    TlsFiles(e.tls_ca, e.tls_cert, e.tls_key)
+                    if e.tls_ca is not None and e.tls_cert is not None and e.tls_key is not None
+                    else None
+                ),
+                host_check=e.host_check,
             )
             await stack.enter_async_context(engine)
             slots: list[GpuRequest | None] = (

@@ -304,10 +304,17 @@ class Scheduler:
         self, c: CandidateRow, b: BenchmarkResult, fetch_step: dict[str, Any]
     ) -> ResultRow:
         failed = b.failed
-        steps = [fetch_step] + [
-            {"step": s.step, "seconds": round(s.seconds, 3), "ok": s.ok, "reason": s.reason}
-            for s in b.steps
-        ]
+        steps = (
+            [fetch_step]
+            + [  # attempts an engine failed: the model was moved, not blamed
+                {"step": s.step, "seconds": round(s.seconds, 3), "ok": True, "reason": s.reason}
+                for s in b.engine_failures
+            ]
+            + [
+                {"step": s.step, "seconds": round(s.seconds, 3), "ok": s.ok, "reason": s.reason}
+                for s in b.steps
+            ]
+        )
         for s in b.steps:
             self.svc.state.metrics.steps.labels(s.step).observe(s.seconds)
         return self._row(

@@ -17,13 +17,14 @@ from .base import (
     SweepReport,
 )
 from .buildspec import BUILDER_IMAGE, BuildLimits
-from .docker import DockerEngine
+from .docker import DockerEngine, TlsFiles
 from .errors import BuildFailed, EngineError, StartFailed
 from .fake import FakeEngine
 from .firewall import BridgeFirewall, rule_pair
 from .locate import default_engine_url
 from .spec import (
     BASE_IMAGE,
+    LABEL_ENGINE,
     LABEL_MANAGED,
     LABEL_OWNER,
     MODEL_PORT,
@@ -40,6 +41,7 @@ from .spec import (
 __all__ = [
     "BASE_IMAGE",
     "BUILDER_IMAGE",
+    "LABEL_ENGINE",
     "LABEL_MANAGED",
     "LABEL_OWNER",
     "MODEL_PORT",
@@ -60,6 +62,7 @@ __all__ = [
     "SandboxLimits",
     "StartFailed",
     "SweepReport",
+    "TlsFiles",
     "container_config",
     "default_engine_url",
     "image_tag",

@@ -120,3 +120,8 @@ class ContainerEngine(Protocol):
     async def sweep(self) -> SweepReport:
         """Remove every container, network and image labelled with this engine's owner."""
         ...
+
+    async def ping(self) -> None:
+        """Raise ``EngineError`` unless the engine answers (the caller owns the deadline); an
+        engine that answers again also removes what it failed to remove while it was away."""
+        ...

@@ -12,8 +12,11 @@ import asyncio
 import json
 import os
 import shutil
+import socket
+import ssl
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -38,6 +41,7 @@ from .sandboxbuild import SandboxBuilder
 from .seccomp import DEFAULT_BASE_PROFILE, deny_namespaces
 from .spec import (
     BASE_IMAGE,
+    LABEL_ENGINE,
     LABEL_MANAGED,
     LABEL_OWNER,
     LABEL_TMPFS,
@@ -50,7 +54,7 @@ from .spec import (
     unique_suffix,
 )
 
-__all__ = ["DockerEngine"]
+__all__ = ["DockerEngine", "TlsFiles"]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -60,8 +64,26 @@ _UNREACHABLE = 900
 fault, never the model's."""
 
 
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """Mutual TLS to a ``tcp://`` engine, as Docker clients do it (``--tlsverify``): the CA
+    that signed the engine's certificate, and this client's certificate and key (PEM)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def context(self) -> ssl.SSLContext:
+        """Blocking (reads the files): call it in a thread."""
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca))
+        ctx.load_cert_chain(str(self.cert), str(self.key))
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        return ctx
+
+
 class DockerEngine:
-    """One engine (one socket). ``open()`` connects, sweeps and installs the firewall rules."""
+    """One engine (one socket). ``open()`` connects, checks the engine is on this host, sweeps
+    and installs the firewall rules."""
 
     def __init__(
         self,
@@ -84,10 +106,15 @@ class DockerEngine:
         build_limits: BuildLimits | None = None,
         build_dns: Sequence[str] = (),
         build_dir: Path | None = None,
+        tls: TlsFiles | None = None,
+        host_check: bool = True,
     ) -> None:
         if firewall is not None and firewall.prefix != bridge_prefix:
             raise ValueError("the firewall must cover the engine's bridge prefix")
         self._url = url
+        self._tls = tls
+        self._host_check = host_check
+        self._orphans: dict[str, str | None] = {}  # container id -> network: removal failed
         self._owner = owner
         self._name = name
         self._kind = kind
@@ -128,7 +155,7 @@ class DockerEngine:
         return self._url
 
     def _labels(self) -> dict[str, str]:
-        return {LABEL_MANAGED: "true", LABEL_OWNER: self._owner}
+        return {LABEL_MANAGED: "true", LABEL_OWNER: self._owner, LABEL_ENGINE: self._name}
 
     @property
     def _api(self) -> aiodocker.Docker:
@@ -156,9 +183,11 @@ class DockerEngine:
     async def open(self) -> None:
         if self._docker is not None:
             return
-        self._docker = aiodocker.Docker(url=self._url)
+        self._docker = await self._connect()
         try:
             version = await self._call("version", self._docker.version())
+            if self._host_check:
+                await self._check_host()
             await self._load_seccomp()
             report = await self.sweep()
             if self._firewall is not None:
@@ -175,6 +204,41 @@ class DockerEngine:
             version=version.get("Version"),
             swept=report.total,
         )
+
+    async def _connect(self) -> aiodocker.Docker:
+        if self._tls is None:
+            return aiodocker.Docker(url=self._url)
+        try:
+            ctx = await asyncio.to_thread(self._tls.context)
+        except (OSError, ssl.SSLError) as exc:
+            raise EngineError(f"engine {self._name}: TLS files: {exc}") from None
+        host = self._url.split("://", 1)[1]
+        return aiodocker.Docker(url=f"https://{host}", ssl_context=ctx)
+
+    async def _check_host(self) -> None:
+        """Builds bind-mount this host's build directory into the builder and models are
+        reached at their bridge address: an engine on another host cannot run either."""
+        info = await self._call("info", self._api.system.info())
+        theirs, ours = str(info.get("Name") or ""), socket.gethostname()
+        if theirs and theirs != ours:
+            raise EngineError(
+                f"engine {self._name} ({self._url}) runs on host {theirs!r}, not on this host "
+                f"({ours!r}): builds bind-mount this host's build directory and models are "
+                "reached at their bridge address, so engines must be on the validator's host "
+                "(docs/sandbox.md, 'Several engines'); if it is this host seen from a container, "
+                "set host_check = false on the engine"
+            )
+
+    async def ping(self) -> None:
+        """``EngineError`` unless the engine answers; then what it failed to remove while it
+        was away goes."""
+        await self._call("ping", self._api.version())
+        for key, network in list(self._orphans.items()):
+            del self._orphans[key]
+            if key.startswith("image:"):
+                await self.remove_image(key.removeprefix("image:"))
+            else:
+                await self._remove(None if key.startswith("network:") else key, network)
 
     async def aclose(self) -> None:
         try:
@@ -344,6 +408,8 @@ class DockerEngine:
                     log.warning("sandbox.container.remove_failed", error=str(exc.message))
             except EngineError as exc:
                 log.warning("sandbox.container.remove_failed", error=str(exc))
+                self._orphans[container_id] = network  # removed once the engine answers
+                return
             self._networks.pop(container_id, None)
         if network is not None:
             await self._remove_network(network)
@@ -357,6 +423,7 @@ class DockerEngine:
                 log.warning("sandbox.network.remove_failed", network=network, error=exc.message)
         except EngineError as exc:
             log.warning("sandbox.network.remove_failed", network=network, error=str(exc))
+            self._orphans.setdefault(f"network:{network}", network)
 
     async def remove_image(self, image: str) -> None:
         try:
@@ -366,6 +433,7 @@ class DockerEngine:
                 log.warning("sandbox.image.remove_failed", image=image, error=str(exc.message))
         except EngineError as exc:
             log.warning("sandbox.image.remove_failed", image=image, error=str(exc))
+            self._orphans[f"image:{image}"] = None
 
     async def _listing(self, what: str, list_call: Callable[[], Awaitable[T]]) -> T:
         for attempt in range(_LIST_ATTEMPTS):
@@ -386,6 +454,9 @@ class DockerEngine:
         wanted = {"label": [f"{LABEL_MANAGED}=true"]}
 
         def ours(labels: dict[str, str] | None) -> bool:
+            engine = (labels or {}).get(LABEL_ENGINE)
+            if engine is not None and engine != self._name:
+                return False  # another engine's (two services sharing one storage)
             owner = (labels or {}).get(LABEL_OWNER)
             if owner == self._owner:
                 return True

@@ -31,7 +31,7 @@ from .base import (
     SweepReport,
 )
 from .dockerfile import check_dockerfile
-from .errors import BuildFailed, StartFailed
+from .errors import BuildFailed, EngineError, StartFailed
 from .spec import BASE_IMAGE
 
 __all__ = ["FakeEngine"]
@@ -59,6 +59,9 @@ class FakeEngine:
         self.running: dict[str, RunningModel] = {}
         self.calls: list[tuple[str, str]] = []
         self.opened = False
+        self.down: str | None = None
+        self.orphans: set[str] = set()
+        """Set it to make every call fail with ``EngineError(down)`` (the engine gone)."""
         self.live = {"builds": 0, "containers": 0}
         self.peak = {"builds": 0, "containers": 0}
 
@@ -76,8 +79,21 @@ class FakeEngine:
     async def aclose(self) -> None:
         self.opened = False
 
+    def _check_up(self) -> None:
+        if self.down is not None:
+            raise EngineError(f"engine {self._name}: {self.down}")
+
+    async def ping(self) -> None:
+        self.calls.append(("ping", ""))
+        self._check_up()
+        for cid in sorted(self.orphans):
+            if self.running.pop(cid, None) is not None:
+                self.live["containers"] -= 1
+        self.orphans.clear()
+
     async def build(self, request: BuildRequest) -> BuiltImage:
         self.calls.append(("build", request.tag))
+        self._check_up()
         dockerfile = request.context / "Dockerfile"
         if await asyncio.to_thread(dockerfile.is_file):
             # the same preflight as DockerEngine (a context without a Dockerfile is accepted
@@ -104,6 +120,7 @@ class FakeEngine:
     async def start(self, request: RunRequest) -> RunningModel:
         tag = next((t for t, i in self.images.items() if request.image in (t, i)), None)
         self.calls.append(("start", tag or request.image))
+        self._check_up()
         if tag is None:
             raise StartFailed(f"no such image: {request.image}")
         url = urlsplit(self._behaviour(tag))
@@ -116,6 +133,7 @@ class FakeEngine:
         return model
 
     async def state(self, model: RunningModel) -> ContainerState:
+        self._check_up()
         if model.container_id in self.running:
             return ContainerState(running=True)
         return ContainerState(running=False, error="no such container")
@@ -125,11 +143,16 @@ class FakeEngine:
 
     async def stop(self, model: RunningModel) -> None:
         self.calls.append(("stop", model.container_id))
+        if self.down is not None:  # as DockerEngine: the removal waits for the engine
+            self.orphans.add(model.container_id)
+            return
         if self.running.pop(model.container_id, None) is not None:
             self.live["containers"] -= 1
 
     async def remove_image(self, image: str) -> None:
         self.calls.append(("remove_image", image))
+        if self.down is not None:
+            return
         self.images = {t: i for t, i in self.images.items() if image not in (t, i)}
 
     async def sweep(self) -> SweepReport:
