@@ -295,6 +295,7 @@ class SandboxSettings(_Section):
         if twice:
             raise ValueError(f"engine names must differ: {', '.join(twice)} is used twice")
         return v
+
     owner: str = Field(default="validator", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     """Label value on everything this daemon creates; the start-up sweep removes only these."""
     firewall: Literal["iptables", "off"] = "iptables"

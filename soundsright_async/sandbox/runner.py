@@ -219,6 +219,7 @@ class _EngineState:
     down: str | None = None
     """Why the engine is out of use (None: in use)."""
     probed_at: float = 0.0
+    probing: bool = False
 
     @property
     def free(self) -> int:
@@ -377,12 +378,14 @@ class BenchmarkRunner:
         due = [
             e
             for e in self._engines
-            if e.down is not None and now - e.probed_at >= self.config.probe_interval_s
+            if e.down is not None
+            and not e.probing
+            and now - e.probed_at >= self.config.probe_interval_s
         ]
         if not due:
             return
-        for e in due:
-            e.probed_at = now  # one ping per interval, however many models are being placed
+        for e in due:  # one ping at a time, per interval, however many models are being placed
+            e.probed_at, e.probing = now, True
 
         async def ping(e: _EngineState) -> None:
             try:
@@ -393,6 +396,8 @@ class BenchmarkRunner:
                     "sandbox.engine.still_out", engine=e.engine.name, error=str(exc) or "timeout"
                 )
                 return
+            finally:
+                e.probing = False
             log.info("sandbox.engine.back", engine=e.engine.name, was=e.down)
             e.down = None
 

@@ -115,6 +115,7 @@ class DockerEngine:
         self._tls = tls
         self._host_check = host_check
         self._orphans: dict[str, str | None] = {}  # container id -> network: removal failed
+        self._reaper: asyncio.Future[None] | None = None
         self._owner = owner
         self._name = name
         self._kind = kind
@@ -144,6 +145,7 @@ class DockerEngine:
             log_bytes=build_log_bytes,
             max_context_bytes=max_context_bytes,
             api_timeout_s=api_timeout_s,
+            orphan=self._orphan,
         )
 
     @property
@@ -229,18 +231,56 @@ class DockerEngine:
                 "set host_check = false on the engine"
             )
 
+    def _orphan(self, container_id: str | None, network: str | None) -> None:
+        """A removal the engine failed (it went away): done again once it answers."""
+        self._orphans[container_id or f"network:{network}"] = network
+
     async def ping(self) -> None:
         """``EngineError`` unless the engine answers; then what it failed to remove while it
-        was away goes."""
+        was away is removed in the background (``_reap``)."""
         await self._call("ping", self._api.version())
-        for key, network in list(self._orphans.items()):
-            del self._orphans[key]
-            if key.startswith("image:"):
-                await self.remove_image(key.removeprefix("image:"))
-            else:
-                await self._remove(None if key.startswith("network:") else key, network)
+        if self._orphans and (self._reaper is None or self._reaper.done()):
+            self._reaper = asyncio.ensure_future(self._reap())
+
+    async def _reap(self, attempts: int = 5) -> None:
+        """Remove the orphans; one the engine refuses for now (Podman: a killed service's
+        container whose ``shm`` is still busy) is tried again after a pause."""
+        for attempt in range(attempts):
+            for key in list(self._orphans):
+                network = self._orphans.pop(key)
+                try:
+                    if key.startswith("image:"):
+                        await self._call(
+                            "image remove",
+                            self._api.images.delete(key.removeprefix("image:"), force=True),
+                        )
+                    elif not key.startswith("network:"):
+                        c = self._api.containers.container(key)
+                        await self._call("container remove", c.delete(force=True, v=True))
+                except DockerError as exc:
+                    if exc.status != 404:
+                        self._orphans[key] = network
+                        continue
+                except EngineError:
+                    self._orphans[key] = network
+                    return  # away again: the next ping that finds it back starts over
+                if network is not None:
+                    await self._remove_network(network)
+                log.info("sandbox.engine.orphan_removed", engine=self._name, what=key)
+            if not self._orphans:
+                return
+            await asyncio.sleep(1.0 + attempt)
+        log.warning(
+            "sandbox.engine.orphans_left",
+            engine=self._name,
+            left=sorted(self._orphans),
+            hint="the closing sweep or the next start-up sweep removes them",
+        )
 
     async def aclose(self) -> None:
+        if self._reaper is not None and not self._reaper.done():
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
         try:
             if self._docker is not None:
                 # Whatever of ours is still there at close (a builder or model container whose
@@ -408,7 +448,7 @@ class DockerEngine:
                     log.warning("sandbox.container.remove_failed", error=str(exc.message))
             except EngineError as exc:
                 log.warning("sandbox.container.remove_failed", error=str(exc))
-                self._orphans[container_id] = network  # removed once the engine answers
+                self._orphan(container_id, network)
                 return
             self._networks.pop(container_id, None)
         if network is not None:
@@ -423,7 +463,7 @@ class DockerEngine:
                 log.warning("sandbox.network.remove_failed", network=network, error=exc.message)
         except EngineError as exc:
             log.warning("sandbox.network.remove_failed", network=network, error=str(exc))
-            self._orphans.setdefault(f"network:{network}", network)
+            self._orphan(None, network)
 
     async def remove_image(self, image: str) -> None:
         try:

@@ -97,8 +97,10 @@ class SandboxBuilder:
         log_bytes: int,
         max_context_bytes: int,
         api_timeout_s: float,
+        orphan: Callable[[str | None, str | None], None] = lambda container, network: None,
     ) -> None:
         self._api = api
+        self._orphan = orphan
         self._call = call
         self._engine = engine
         self._kind = kind
@@ -244,6 +246,8 @@ class SandboxBuilder:
             info = await self._call("exec inspect", exe.inspect())
         except DockerError as exc:
             raise EngineError(f"engine {self._engine}: builder exec: {exc.message}") from None
+        except (aiohttp.ClientError, ConnectionError) as exc:  # the engine went away mid-build
+            raise EngineError(f"engine {self._engine}: builder exec: {exc!r}") from None
         code = info.get("ExitCode")
         if code != 0:
             last = [ln for ln in tail.text().splitlines() if ln.strip()][-1:] or ["no output"]
@@ -270,6 +274,8 @@ class SandboxBuilder:
                     await asyncio.to_thread(fh.write, chunk)
         except DockerError as exc:
             raise BuildFailed("build_failed", f"no image archive: {exc.message}") from None
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise EngineError(f"engine {self._engine}: image archive: {exc!r}") from None
         finally:
             await asyncio.to_thread(fh.close)
 
@@ -305,6 +311,8 @@ class SandboxBuilder:
             raise EngineError(f"engine {self._engine}: image load timed out") from None
         except DockerError as exc:
             raise BuildFailed("build_failed", f"load: {exc.message}", log=tail.text()) from None
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise EngineError(f"engine {self._engine}: image load: {exc!r}") from None
         finally:
             await asyncio.to_thread(fh.close)
 
@@ -320,12 +328,17 @@ class SandboxBuilder:
                     log.warning("sandbox.builder.remove_failed", error=str(exc.message))
             except EngineError as exc:
                 log.warning("sandbox.builder.remove_failed", error=str(exc))
+                self._orphan(str(container.id), network)  # removed when the engine answers
+                return
         if network is not None:
             try:
                 net = await self._call("network get", self._api().networks.get(network))
                 await self._call("network remove", net.delete())
-            except (DockerError, EngineError) as exc:
+            except DockerError as exc:
                 log.warning("sandbox.network.remove_failed", network=network, error=str(exc))
+            except EngineError as exc:
+                log.warning("sandbox.network.remove_failed", network=network, error=str(exc))
+                self._orphan(None, network)
 
     # -- base images -----------------------------------------------------------------------
 
