@@ -211,6 +211,29 @@ async def test_routes_headers_and_status_additions(tmp_path: Path) -> None:
     assert doc["epoch"]["blocks_left"] == 50
 
 
+async def test_status_and_metrics_show_the_engines(tmp_path: Path) -> None:
+    from soundsright_async.sandbox.runner import EngineLoad
+
+    store, state = await dd.build(tmp_path / "v.sqlite", "full")
+    state.engines = lambda: [EngineLoad("one", 2, 3, True), EngineLoad("two", 1, 0, False)]
+    async with serve(state, store) as base, aiohttp.ClientSession() as http:
+        async with http.get(base + "/status") as r:
+            doc = await r.json()
+        async with http.get(base + "/metrics") as r:
+            text = await r.text()
+    assert doc["engines"] == [
+        {"name": "one", "slots": 2, "models": 3, "up": True},
+        {"name": "two", "slots": 1, "models": 0, "up": False},
+    ]
+    for line in (
+        'soundsright_engine_up{engine="one"} 1.0',
+        'soundsright_engine_up{engine="two"} 0.0',
+        'soundsright_engine_models{engine="one"} 3.0',
+        'soundsright_engine_models{engine="two"} 0.0',
+    ):
+        assert line in text.splitlines(), line
+
+
 async def test_running_candidate_shows_its_live_step_and_time(tmp_path: Path) -> None:
     store, state = await dd.build(tmp_path / "v.sqlite", "full")
     now = state.now()

@@ -226,6 +226,7 @@ class Validator:
                 )
                 await anyio.sleep(delay)
         self.state.board.tick("engines")
+        self.state.engines = runner.loads
         source = build_source(s.models, self.secrets.hf_token)
         models = ModelCache(
             source,

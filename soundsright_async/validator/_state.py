@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -18,6 +18,9 @@ from ..chain import Block, Metagraph
 from ..runtime import Changes, LoopLag, TaskBoard
 from ._epochs import EpochClock
 from ._store import EpochRow
+
+if TYPE_CHECKING:
+    from ..sandbox.runner import EngineLoad
 
 __all__ = ["Metrics", "ValidatorState"]
 
@@ -65,6 +68,15 @@ class Metrics:
         self.task_stale = Gauge(
             "soundsright_task_stale", "1 when a task has not ticked in time", ["task"], registry=r
         )
+        self.engine_up = Gauge(
+            "soundsright_engine_up", "1 when a container engine is in use", ["engine"], registry=r
+        )
+        self.engine_models = Gauge(
+            "soundsright_engine_models",
+            "Models placed on a container engine (building or running)",
+            ["engine"],
+            registry=r,
+        )
 
 
 @dataclass
@@ -78,6 +90,8 @@ class ValidatorState:
     metrics: Metrics = field(default_factory=Metrics)
     metagraph: Metagraph | None = None
     head: Block | None = None
+    engines: Callable[[], list[EngineLoad]] = list
+    """The container engines' loads (the runner's, once the engines are open)."""
     epoch: EpochRow | None = None
     synced: Changes = field(default_factory=Changes)
     """Bumped after every metagraph sync."""

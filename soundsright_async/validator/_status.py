@@ -67,6 +67,10 @@ async def status_report(state: ValidatorState, store: Store) -> dict[str, Any]:
         "latest_judgement": None,
         "weight_attempts": await store.weight_attempts(10),
         "feedback_queue": await store.outbox_counts(),
+        "engines": [
+            {"name": e.name, "slots": e.slots, "models": e.assigned, "up": e.up}
+            for e in state.engines()
+        ],
         "health": health_report(state),
     }
     if epoch is not None:
@@ -171,6 +175,9 @@ def status_app(state: ValidatorState, store: Store, *, refresh_s: float = 5.0) -
     async def metrics(_: web.Request) -> web.Response:
         for task, stale in ((t, t in state.board.stale()) for t in state.board.tasks):
             state.metrics.task_stale.labels(task).set(int(stale))
+        for e in state.engines():
+            state.metrics.engine_up.labels(e.name).set(int(e.up))
+            state.metrics.engine_models.labels(e.name).set(e.assigned)
         for q in ("p50", "p99", "max"):
             state.metrics.loop_lag.labels(q).set(state.lag.to_dict()[f"{q}_s"])
         return web.Response(
