@@ -159,7 +159,7 @@ def btauth_middleware(
     """
     # A nonce is fresh for at most max_age + skew seconds after we first see it, so keeping it
     # twice that is enough (a wall-clock step inside the margin is still covered). The store
-    # holds every nonce of that window: at a steady 700 requests/s, 60 s cost the miner ~18 MB
+    # holds every nonce of that window: at 600-750 requests/s, 60 s cost the miner ~18 MB
     # of RSS, 24 s ~9 MB (docs/benchmarks.md, "Soak").
     store = nonce_store or ha.InMemoryNonceStore(retention=2 * (max_age_s + allowed_skew_s))
     route_rules = dict(rules or {})
