@@ -466,28 +466,26 @@ def table(result: dict[str, Any]) -> str:
     )  # fmt: skip
     rows = [head]
     for kind, r in result["servers"].items():
-        s = r["steady"]
-        rows.append(
-            (
-                kind,
-                f"{s['requests_per_s']:.0f}",
-                f"{s['p50_ms']:.2f}",
-                f"{s['p99_ms']:.2f}",
-                f"{r['idle_client']['p99_ms']:.2f}",
-                f"{r['p99_steady_over_idle']}",
-                f"{r['p99_last_over_first_10pct']}",
-                str(s["errors"] + r["idle_client"]["errors"]),
-                f"{r['server_cpu_share']:.2f}",
-                f"{r['server_cpu_ms_per_request']:.3f}",
-                f"{r['rss_start_mb']:.1f}",
-                f"{r['rss_10pct_mb']:.1f}",
-                f"{r['rss_end_mb']:.1f}",
-                f"{r['growth_mb']:+.1f}",
-                f"{r['growth_after_10pct_mb']:+.1f}",
-                f"{r['slope_last_half_mb_per_min']:+.2f}",
-                "/".join(f"{x:.1f}" for x in r["load_average"]["after"]),
-            )
+        s, idle = r["steady"], r["idle_client"]
+        cells = (
+            (s["requests_per_s"], ".0f"),
+            (s["p50_ms"], ".2f"),
+            (s["p99_ms"], ".2f"),
+            (idle["p99_ms"], ".2f"),
+            (r["p99_steady_over_idle"], ""),
+            (r["p99_last_over_first_10pct"], ""),
+            (s["errors"] + idle["errors"], "d"),
+            (r["server_cpu_share"], ".2f"),
+            (r["server_cpu_ms_per_request"], ".3f"),
+            (r["rss_start_mb"], ".1f"),
+            (r["rss_10pct_mb"], ".1f"),
+            (r["rss_end_mb"], ".1f"),
+            (r["growth_mb"], "+.1f"),
+            (r["growth_after_10pct_mb"], "+.1f"),
+            (r["slope_last_half_mb_per_min"], "+.2f"),
         )
+        load = "/".join(f"{x:.1f}" for x in r["load_average"]["after"])
+        rows.append((kind, *("-" if v is None else format(v, f) for v, f in cells), load))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return "\n".join(
         "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows

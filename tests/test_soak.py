@@ -62,3 +62,18 @@ async def test_concurrent_status_requests_share_one_report(tmp_path: Path) -> No
         assert later["candidates"] == docs[0]["candidates"]
     finally:
         await store.aclose()
+
+
+async def test_a_caller_that_goes_away_does_not_cancel_the_shared_report(tmp_path: Path) -> None:
+    store, state = await dd.build(tmp_path / "v.sqlite", "full")
+    try:
+        report = SharedReport(state, store)
+        first = asyncio.ensure_future(report.get())
+        second = asyncio.ensure_future(report.get())
+        await asyncio.sleep(0)  # both wait on the same build
+        first.cancel()
+        doc = await second
+        assert doc["epoch"]["number"] == dd.EPOCH
+        assert first.cancelled()
+    finally:
+        await store.aclose()
