@@ -157,9 +157,11 @@ def btauth_middleware(
     ``rules`` maps a path to its ``CallerRule`` (others get ``default_rule``); paths in
     ``public_paths`` skip authentication (health checks).
     """
-    store = nonce_store or ha.InMemoryNonceStore(
-        retention=max(60.0, 2 * (max_age_s + allowed_skew_s))
-    )
+    # A nonce is fresh for at most max_age + skew seconds after we first see it, so keeping it
+    # twice that is enough (a wall-clock step inside the margin is still covered). The store
+    # holds every nonce of that window: at 600-750 requests/s, 60 s cost the miner ~18 MB
+    # of RSS, 24 s ~9 MB (docs/benchmarks.md, "Soak").
+    store = nonce_store or ha.InMemoryNonceStore(retention=2 * (max_age_s + allowed_skew_s))
     route_rules = dict(rules or {})
 
     @web.middleware

@@ -46,7 +46,6 @@ from ..runtime import (
     Backoff,
     Changes,
     SdNotifier,
-    ServerLimits,
     TaskStatus,
     periodic,
     ping_watchdog,
@@ -68,7 +67,7 @@ from ._judge import judge_requests
 from ._reporting import Reporter
 from ._scheduler import Scheduler
 from ._state import ValidatorState
-from ._status import status_app
+from ._status import STATUS_LIMITS, status_app
 from ._store import Store, StoreError
 from ._sync import sync_metagraph
 from ._weights import set_weights_step
@@ -195,10 +194,7 @@ class Validator:
                 port=port,
                 shutdown_timeout_s=2.0,
                 name="status",
-                # Local and read-only, but still bounded: a stuck client cannot pile up.
-                limits=ServerLimits(
-                    max_connections=64, reserve=8, max_pending_per_ip=48, admit_on_headers=True
-                ),
+                limits=STATUS_LIMITS,
             )
 
         self.status_address = await self._supervised(tg, "status", status)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
@@ -23,10 +24,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..dashboard import STATIC, dashboard_page, panel, static_asset
+from ..runtime import ServerLimits
 from ._state import ValidatorState
 from ._store import Store
 
 __all__ = [
+    "STATUS_LIMITS",
+    "SharedReport",
     "candidates_doc",
     "health_report",
     "judgement_doc",
@@ -34,6 +38,12 @@ __all__ = [
     "status_report",
     "summary",
 ]
+
+STATUS_LIMITS = ServerLimits(
+    max_connections=64, reserve=8, max_pending_per_ip=48, admit_on_headers=True
+)
+"""The status server's connection limits: local and read-only, but still bounded (a stuck
+client cannot pile up)."""
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -161,15 +171,42 @@ def summary(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class SharedReport:
+    """``status_report`` for concurrent requests: one that arrives while a report is being built
+    gets that report instead of starting its own. A report is ~8 store reads, each a hop to the
+    store's single thread; without sharing, N concurrent ``/status`` or dashboard requests queue
+    8N hops there (docs/benchmarks.md, "Soak"). The report is shared: callers must not mutate it.
+    """
+
+    def __init__(self, state: ValidatorState, store: Store) -> None:
+        self._state = state
+        self._store = store
+        self._building: asyncio.Future[dict[str, Any]] | None = None
+
+    async def get(self) -> dict[str, Any]:
+        if self._building is None:
+            self._building = asyncio.ensure_future(status_report(self._state, self._store))
+            self._building.add_done_callback(self._built)
+        # shielded: a caller that goes away does not cancel the build the others wait for
+        return await asyncio.shield(self._building)
+
+    def _built(self, fut: asyncio.Future[dict[str, Any]]) -> None:
+        if self._building is fut:
+            self._building = None
+        if not fut.cancelled():
+            fut.exception()  # retrieved: an error is the waiters' to report, not the loop's
+
+
 def status_app(state: ValidatorState, store: Store, *, refresh_s: float = 5.0) -> web.Application:
     """The status server's routes; ``refresh_s`` is how often the dashboard re-fetches."""
+    report = SharedReport(state, store)
 
     async def healthz(_: web.Request) -> web.Response:
         report = health_report(state)
         return web.json_response(report, status=200 if report["status"] == "ok" else 503)
 
     async def status(_: web.Request) -> web.Response:
-        body = orjson.dumps(await status_report(state, store), option=orjson.OPT_NON_STR_KEYS)
+        body = orjson.dumps(await report.get(), option=orjson.OPT_NON_STR_KEYS)
         return web.Response(body=body, content_type="application/json")
 
     async def metrics(_: web.Request) -> web.Response:
@@ -186,8 +223,7 @@ def status_app(state: ValidatorState, store: Store, *, refresh_s: float = 5.0) -
         )
 
     async def render(fn: Callable[[dict[str, Any]], str]) -> str:
-        doc = await status_report(state, store)
-        text: str = await anyio.to_thread.run_sync(fn, doc)
+        text: str = await anyio.to_thread.run_sync(fn, await report.get())
         return text
 
     async def index(_: web.Request) -> web.Response:
