@@ -53,6 +53,7 @@ T = TypeVar("T")
 Call = Callable[[str, Awaitable[Any]], Awaitable[Any]]
 _LINE_CAP = 1 << 20
 _MAX_DOCKERFILE = 1 << 20
+_UNREACHABLE = 900  # aiodocker: cannot connect to the engine (as in engine.docker)
 LABEL_ROLE = "soundsright.role"
 
 
@@ -273,6 +274,8 @@ class SandboxBuilder:
                         raise BuildFailed("build_failed", "the image archive is too large")
                     await asyncio.to_thread(fh.write, chunk)
         except DockerError as exc:
+            if exc.status == _UNREACHABLE:  # the engine is gone, not the model's archive
+                raise EngineError(f"engine {self._engine}: image archive: {exc.message}") from None
             raise BuildFailed("build_failed", f"no image archive: {exc.message}") from None
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise EngineError(f"engine {self._engine}: image archive: {exc!r}") from None
@@ -310,6 +313,8 @@ class SandboxBuilder:
         except TimeoutError:
             raise EngineError(f"engine {self._engine}: image load timed out") from None
         except DockerError as exc:
+            if exc.status == _UNREACHABLE:  # the engine is gone, not the model's image
+                raise EngineError(f"engine {self._engine}: image load: {exc.message}") from None
             raise BuildFailed("build_failed", f"load: {exc.message}", log=tail.text()) from None
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise EngineError(f"engine {self._engine}: image load: {exc!r}") from None
