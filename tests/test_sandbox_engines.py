@@ -14,14 +14,13 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from containers.podman import engine_url
+from containers.podman import engine_url, kill_own_service, own_service
 
 from soundsright_async.audio.dataset import DatasetSpec, generate_dataset
 from soundsright_async.audio.pool import ScoringPool
@@ -47,31 +46,12 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 OWNER = f"engines-{os.getpid()}"
 PREFIX = "srme"
-PODMAN_DIR = f"/tmp/soundsright-podman-engines-{os.getpid()}"
+PODMAN_DIR = Path(f"/tmp/soundsright-podman-engines-{os.getpid()}")
 CONF = f"/tmp/soundsright-podman-{os.getuid()}/containers.conf"
 LIMITS = SandboxLimits(memory_bytes=512 * 2**20, cpus=1.0, pids=64, tmpfs_bytes=256 * 2**20)
 
 
 # -- the second service and the TLS in front of it --------------------------------------------
-
-
-def _second_service(*args: str) -> str:
-    """Start (or, with ``--stop``, stop) this test's own Podman service; its socket path."""
-    env = dict(os.environ, SOUNDSRIGHT_PODMAN_DIR=PODMAN_DIR)
-    env.pop("DOCKER_HOST", None)
-    proc = subprocess.run(
-        [str(ROOT / "scripts" / "podman.sh"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip().removeprefix("export DOCKER_HOST=unix://")
-
-
-def _kill_second_service() -> None:
-    os.kill(int(Path(PODMAN_DIR, "service.pid").read_text()), signal.SIGKILL)
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -164,11 +144,11 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> DatasetDirs:
 @pytest.fixture
 def second_service() -> Iterator[str]:
     engine_url()  # Podman and the images are there (or the test skips, saying why)
-    sock = _second_service()
+    sock = own_service(PODMAN_DIR).removeprefix("unix://")
     try:
         yield sock
     finally:
-        _second_service("--stop")
+        own_service(PODMAN_DIR, "--stop")
 
 
 async def _models(n: int) -> list[ModelUnderTest]:
@@ -248,7 +228,7 @@ async def test_models_spread_over_two_engines_and_move_when_one_goes(
                 _podman_ps, f"soundsright.owner={OWNER}", "soundsright.engine=two"
             ):
                 await asyncio.sleep(0.2)
-        _kill_second_service()
+        kill_own_service(PODMAN_DIR)
         second = await batch
         assert [(r.model, r.engine, r.passed) for r in second] == [
             ("m2", "one", True),
@@ -263,7 +243,7 @@ async def test_models_spread_over_two_engines_and_move_when_one_goes(
         assert _podman_ps(f"soundsright.owner={OWNER}", "soundsright.engine=two") != []
 
         # 3. back: the engine is used again, and its leftover builder goes at the first ping
-        assert _second_service() == second_service
+        assert own_service(PODMAN_DIR).removeprefix("unix://") == second_service
         third = await runner.benchmark_many(m[4:6], dataset)
         # (m5 is placed while m4's ping is out: on one; m4 then finds two back)
         assert [(r.model, r.engine, r.passed) for r in third] == [

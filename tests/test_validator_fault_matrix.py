@@ -23,18 +23,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from containers.podman import engine_url
+from containers.podman import engine_url, kill_own_service, own_service
 from validator_support import (
     COMP,
     EXAMPLES,
-    ROOT,
     events,
     fake_miners,
     get_json,
@@ -263,27 +261,6 @@ async def test_kill9_in_every_phase_loses_nothing(tmp_path: Path, procs: list[Da
 # -- the Podman service killed and restarted mid-run -------------------------------------------
 
 
-def _own_podman(directory: Path, *args: str) -> str:
-    """Start (or stop, with ``--stop``) this test's own Podman service, on its own socket under
-    ``directory`` (the same storage and containers.conf as the shared one, which is never
-    touched: other tests use it meanwhile); its DOCKER_HOST."""
-    env = dict(os.environ, SOUNDSRIGHT_PODMAN_DIR=str(directory))
-    env.pop("DOCKER_HOST", None)
-    proc = subprocess.run(
-        [str(ROOT / "scripts" / "podman.sh"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip().removeprefix("export ").removeprefix("DOCKER_HOST=")
-
-
-def _kill_own_podman(directory: Path) -> None:
-    os.kill(int((directory / "service.pid").read_text()), signal.SIGKILL)
-
-
 def _slow_enhance(seconds: int) -> bytes:
     """The example's server with ``seconds`` of sleep in ``/enhance/``: a model's container
     runs that long at least (a run otherwise takes about a second), the window the test kills
@@ -315,7 +292,7 @@ async def test_podman_service_killed_mid_run(tmp_path: Path, procs: list[Daemon]
     the weights are set, nothing of this owner is left."""
     engine_url()  # Podman and the base image are there
     podman_dir = Path(f"/tmp/sr-podman-faults-{os.getpid()}")
-    host = _own_podman(podman_dir)
+    host = own_service(podman_dir)
     owner = f"fm-podman-{os.getpid()}"
     try:
         net = LocalNetwork(tmp_path / "net", block_time=1.0, weights_rate_limit=3)
@@ -355,7 +332,7 @@ async def test_podman_service_killed_mid_run(tmp_path: Path, procs: list[Daemon]
                 v,
                 poll_s=0.1,
             )
-            _kill_own_podman(podman_dir)
+            kill_own_service(podman_dir)
             killed_at = time.time()
             assert len(events(log, "sandbox.container.started")) == 1
             assert _results(store, 0) == {}
@@ -400,7 +377,7 @@ async def test_podman_service_killed_mid_run(tmp_path: Path, procs: list[Daemon]
 
             # 3. The engine is back: the other model is run again and its result stored.
             back_at = time.time()
-            assert _own_podman(podman_dir) == host
+            assert own_service(podman_dir) == host
             (again,) = await until(
                 "the re-run's result",
                 lambda: rows(store, "SELECT * FROM results WHERE hotkey = ?", other),
@@ -452,7 +429,7 @@ async def test_podman_service_killed_mid_run(tmp_path: Path, procs: list[Daemon]
         assert labelled("container", owner) == []
         assert labelled("network", owner) == []
     finally:
-        _own_podman(podman_dir, "--stop")
+        own_service(podman_dir, "--stop")
         shutil.rmtree(podman_dir, ignore_errors=True)
         _remove_images(owner)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -58,3 +59,25 @@ def engine_url() -> str:
     if url is None:
         pytest.skip(why)
     return url
+
+
+def own_service(directory: Path, *args: str) -> str:
+    """Start (or stop, with ``--stop``) a test's own Podman service on its own socket under
+    ``directory`` (the same storage and containers.conf as the shared service, which is never
+    touched: other tests use it meanwhile); its ``DOCKER_HOST`` (``unix://...``)."""
+    env = dict(os.environ, SOUNDSRIGHT_PODMAN_DIR=str(directory))
+    env.pop("DOCKER_HOST", None)
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "podman.sh"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().removeprefix("export ").removeprefix("DOCKER_HOST=")
+
+
+def kill_own_service(directory: Path) -> None:
+    """SIGKILL a service ``own_service`` started (its containers live on, under conmon)."""
+    os.kill(int((directory / "service.pid").read_text()), signal.SIGKILL)
