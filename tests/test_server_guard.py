@@ -325,3 +325,35 @@ def test_the_cap_is_lowered_to_fit_the_open_file_limit() -> None:
         low = clamp_to_nofile(wanted, nofile=512)
     assert (low.max_connections, low.reserve, low.header_timeout_s) == (416, 69, 10.0)
     assert [e["event"] for e in logs] == ["server.connections_clamped"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "body"),
+    [
+        (b"Transfer-Encoding: chunked\r\n", b"zz\r\nabc\r\n0\r\n\r\n"),  # chunk size not hex
+        (b"Transfer-Encoding: chunked\r\n", b"5\r\nabcdefgh\r\n0\r\n\r\n"),  # chunk too long
+        (b"Content-Encoding: gzip\r\nContent-Length: 4\r\n", b"\xff\xffab"),  # not gzip
+    ],
+)
+async def test_a_broken_body_after_the_headers_is_a_400_at_once(extra: bytes, body: bytes) -> None:
+    """The body arrives after the handler started reading it: a framing error must fail the read
+    now (400), not leave it waiting for the body deadline; an encoding error is a 400, not 500."""
+    received: list[int] = []
+    async with served(_signed_app(received), ServerLimits(body_timeout_s=5.0)) as (port, guard):
+        headers = ha.sign(
+            VALIDATOR, method="POST", path="/v3/model", body=body, receiver_ss58=MINER.ss58_address
+        )
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+        reader, writer = await _connect(port)
+        writer.write(b"POST /v3/model HTTP/1.1\r\nHost: x\r\n" + extra + head + b"\r\n")
+        await _until(lambda: len(guard.admitted) == 1)  # the handler is reading the body now
+        t0 = time.monotonic()
+        writer.write(body)
+        async with asyncio.timeout(3.0):
+            answer = await reader.read()
+        writer.close()
+        assert time.monotonic() - t0 < 1.0
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer
+        assert b"malformed body" in answer
+        assert received == []
+        assert guard.stats.body_timeouts == 0

@@ -12,7 +12,9 @@
 * 403 when the signer is not registered on the subnet, or the route's ``CallerRule`` asks for a
   validator permit and/or a minimum stake the caller lacks;
 * 503 while no metagraph is loaded yet;
-* 400 when the handler raises ``ProtocolError`` (malformed JSON, missing or mistyped fields).
+* 400 when the body cannot be read as sent (a broken chunked framing, a Content-Encoding that
+  does not decode; the connection closes), or when the handler raises ``ProtocolError``
+  (malformed JSON, missing or mistyped fields).
 
 The verified caller and the exact body bytes are on the request (``caller_of``, ``body_of``).
 Replays are refused through a per-app in-memory nonce store (one process; a multi-process server
@@ -27,6 +29,7 @@ from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from bittensor import http_auth as ha
 from pydantic import BaseModel
 
@@ -125,6 +128,11 @@ class _TooLarge(Exception):
     pass
 
 
+# What reading a body the client framed or encoded wrongly raises (a chunk size that is not hex,
+# a gzip stream that does not inflate): the client's fault, so a 400, never a handler failure.
+_BAD_BODY = (web.RequestPayloadError, HttpProcessingError)
+
+
 async def _read_capped(request: web.Request, cap: int) -> bytes:
     if request.content_length is not None and request.content_length > cap:
         raise _TooLarge
@@ -195,6 +203,8 @@ def btauth_middleware(
             body = await _read_capped(request, max_body_bytes)
         except _TooLarge:
             return _refuse(413, f"body larger than {max_body_bytes} bytes")
+        except _BAD_BODY as exc:
+            return _refuse(400, f"malformed body: {_one_line(exc)}")
         try:
             verified = ha.verify(
                 request.headers,
@@ -214,6 +224,11 @@ def btauth_middleware(
         return await _guarded(request, handler)
 
     return middleware
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()).removeprefix("400, message: ")
+    return text[:200] or type(exc).__name__
 
 
 async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:

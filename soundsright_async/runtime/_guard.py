@@ -18,6 +18,9 @@ aiohttp protocol factory of one listening socket and adds, per connection:
   soon as its headers parse (local health servers);
 * **bounded memory**: aiohttp's header limits plus a small read buffer; the body is read only for
   admitted callers;
+* **broken bodies fail at once**: a framing error inside a body that is being read (a chunk size
+  that is not hex) fails that read with the parser's error (btauth answers 400) instead of
+  leaving the handler waiting for the body deadline (see ``_fail_broken_body``);
 * **rate-limited logging**: refusals, evictions, timeouts and clients that vanish mid-request
   are counted and logged as one summary line per ``log_interval_s`` (no traceback), and asyncio's
   ``socket.accept() out of system resource`` reports are counted instead of logged.
@@ -39,6 +42,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 __all__ = ["ConnectionGuard", "ConnectionStats", "ServerLimits", "admit", "clamp_to_nofile"]
 
@@ -221,8 +225,11 @@ class _GuardedProtocol(asyncio.Protocol):
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        if self._inner is not None:
-            self._inner.data_received(data)
+        if self._inner is None:
+            return
+        self._inner.data_received(data)
+        if self._conn is not None and self._conn.request is not None:
+            _fail_broken_body(self._inner, self._conn.request)
 
     def eof_received(self) -> bool | None:
         return None if self._inner is None else self._inner.eof_received()
@@ -241,6 +248,22 @@ class _GuardedProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self._inner is not None:
             self._inner.resume_writing()
+
+
+def _fail_broken_body(handler: Any, request: web.BaseRequest) -> None:
+    """aiohttp's C parser, on a framing error inside a body (a chunk size that is not hex, a
+    chunk without its CRLF), queues a 400 for the *next* message but never tells the payload of
+    the request in flight: its handler would wait for the body deadline, then the connection is
+    aborted and the 400 never sent. Hand the parse error to that payload so the read fails now.
+    (Reads aiohttp's private message queue; should it change, the body deadline still holds.)"""
+    content = request.content
+    if content.is_eof() or content.exception() is not None:
+        return
+    for message, _ in getattr(handler, "_messages", ()):
+        exc = getattr(message, "exc", None)
+        if isinstance(exc, HttpProcessingError):
+            content.set_exception(exc)
+            return
 
 
 @dataclass
