@@ -140,13 +140,82 @@ async def read_response(reader: asyncio.StreamReader) -> Answer:
     return Answer(status, head, body, headers, closed)
 
 
+# -- malformed HTTP/1.1 requests that any aiohttp server answers with 400 (its parser refuses them;
+# the guard's ``max_line_size`` / ``max_field_size`` are 4096, aiohttp's header count limit 128)
+
+TOKEN = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1, max_size=8)
+NOT_TCHAR = st.sampled_from([*'@()<>,;:\\"[]?={}/', "\x00", "\x01", "\x7f", "\x1b"])
+BAD_FIRST_BYTE = st.sampled_from(
+    [bytes([b]) for b in [*range(0, 9), 11, 12, *range(14, 32), 127, 128, 200, 255]]
+    + [b"@", b"(", b"<", b"{", b"/", b"?"]
+)
+SAFE_PATH = st.lists(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_~", min_size=1, max_size=12), max_size=4
+).map(lambda parts: "/" + "/".join(parts))
+"""Paths no client rewrites (no dots, no empty segments), so the signed path is the one sent."""
+
+
+@st.composite
+def broken_request_line(draw: st.DrawFn) -> bytes:
+    kind = draw(st.sampled_from(["method", "version", "bare_lf", "first_byte"]))
+    if kind == "method":
+        method = draw(TOKEN) + draw(NOT_TCHAR) + draw(st.text(alphabet="ABC@(", max_size=4))
+        return f"{method} / HTTP/1.1\r\nHost: x\r\n\r\n".encode("latin-1")
+    if kind == "version":
+        version = draw(
+            st.one_of(
+                st.tuples(st.integers(3, 99), st.integers(0, 9)).map(
+                    lambda v: f"HTTP/{v[0]}.{v[1]}"
+                ),
+                st.text(alphabet="XYZhtp/.", min_size=1, max_size=10).filter(
+                    lambda v: not v.startswith("HTTP/")
+                ),
+            )
+        )
+        return f"GET {draw(SAFE_PATH)} {version}\r\nHost: x\r\n\r\n".encode()
+    if kind == "bare_lf":
+        return f"GET {draw(SAFE_PATH)} HTTP/1.1\nHost: x\n\n".encode()
+    junk = draw(st.binary(max_size=200))
+    return draw(BAD_FIRST_BYTE) + junk + b"\r\n\r\n"
+
+
+@st.composite
+def oversized_head(draw: st.DrawFn) -> bytes:
+    kind = draw(st.sampled_from(["target", "value", "name", "count"]))
+    if kind == "target":
+        n = draw(st.integers(4097, 20000))
+        return b"GET /" + b"a" * n + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    if kind == "value":
+        n = draw(st.integers(4097, 20000))
+        return b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * n + b"\r\n\r\n"
+    if kind == "name":
+        n = draw(st.integers(4097, 20000))
+        return b"GET / HTTP/1.1\r\nHost: x\r\nX-" + b"n" * n + b": 1\r\n\r\n"
+    n = draw(st.integers(129, 400))
+    return (
+        b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(n)) + b"\r\n"
+    )
+
+
+@st.composite
+def bad_content_length(draw: st.DrawFn, path: str = "/") -> bytes:
+    kind = draw(st.sampled_from(["chars", "negative", "overflow", "duplicate", "with_te"]))
+    start = b"POST %s HTTP/1.1\r\nHost: x\r\n" % path.encode()
+    if kind == "chars":
+        value = draw(st.from_regex(r"\A[0-9]{0,4}[a-zA-Z+#.*_-][0-9a-zA-Z]{0,4}\Z"))
+        return start + f"Content-Length: {value}\r\n\r\n".encode()
+    if kind == "negative":
+        return start + b"Content-Length: -%d\r\n\r\n" % draw(st.integers(0, 10**6))
+    if kind == "overflow":
+        digits = draw(st.integers(21, 60))
+        return start + b"Content-Length: 9" + b"9" * (digits - 1) + b"\r\n\r\n"
+    if kind == "duplicate":
+        a, b = draw(st.lists(st.integers(0, 99), min_size=2, max_size=2, unique=True))
+        return start + b"Content-Length: %d\r\nContent-Length: %d\r\n\r\n" % (a, b) + b"x" * a
+    return start + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+
+
 def rss_bytes() -> int:
     """Resident set size of this process now (Linux ``/proc/self/statm``)."""
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * resource.getpagesize()
-
-
-def one_of_cases(*cases: tuple[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
-    """``(name, value)`` tuples from several named strategies (the name shows which family a
-    failing example came from)."""
-    return st.one_of(*(st.tuples(st.just(name), strategy) for name, strategy in cases))
