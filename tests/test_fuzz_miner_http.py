@@ -29,6 +29,7 @@ import orjson
 from bittensor import http_auth as ha
 from bittensor.sp_core import Keypair
 from fuzzing import (
+    MAX_HEADERS,
     SAFE_PATH,
     Answer,
     bad_content_length,
@@ -449,3 +450,55 @@ async def test_wrong_requests_get_their_exact_status_and_the_miner_keeps_serving
         grew = rss_bytes() - rss0
     assert grew < RSS_GROWTH_BOUND, grew
     assert len(seen) >= 12, seen
+
+
+# -- memory held by strangers ---------------------------------------------------------------------
+
+
+async def test_strangers_holding_maximal_heads_cost_bounded_memory(tmp_path: Path) -> None:
+    """Pending (unauthenticated) connections that send the largest head the limits allow and never
+    finish it hold at most ~300 kB each (aiohttp's default 128 headers let one hold ~1 MB);
+    one header more is a 400. They are cut at the header deadline, and validators are served."""
+    fields = MAX_HEADERS - 1  # Host is one of them
+    head = b"POST /v3/model HTTP/1.1\r\nHost: x\r\n" + b"".join(
+        b"X-%03d: " % i + b"v" * 4080 + b"\r\n" for i in range(fields)
+    )
+    async with miner(tmp_path) as m:
+        await check_still_serving(m)
+        over = await exchange(m.port, [head + b"X-One-More: 1\r\n\r\n"])
+        assert over.status == 400, over
+        assert b"Too many headers" in over.body
+        rss0 = rss_bytes()
+        held = []
+        for i in range(96):  # 24 per address: under max_pending_per_ip (32)
+            held.append(
+                await asyncio.open_connection(
+                    "127.0.0.1", m.port, local_addr=(f"127.0.0.{2 + i // 24}", 0)
+                )
+            )
+            held[-1][1].write(head)
+        for _, w in held:
+            await w.drain()
+        async with asyncio.timeout(5):
+            while len(m.guard.pending) < 96:  # noqa: ASYNC110 - the guard's own bookkeeping
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # let the server parse what it received
+        per_conn = (rss_bytes() - rss0) / len(held)
+        await check_still_serving_while_held(m)
+        async with asyncio.timeout(5):  # header_timeout_s = 2
+            for r, _ in held:
+                assert await r.read() == b""
+        for _, w in held:
+            w.close()
+        await check_still_serving(m)
+    assert per_conn < 400 * 1024, per_conn
+    assert m.guard.stats.header_timeouts >= 96
+
+
+async def check_still_serving_while_held(m: Miner) -> None:
+    async with SignedClient(VALIDATOR, deadline_s=5) as client:
+        got = await client.call(
+            f"127.0.0.1:{m.port}", MODEL_PATH, ModelRequest(competition=COMP), ModelResponse,
+            receiver=MINER.ss58_address,
+        )  # fmt: skip
+    assert got is not None
