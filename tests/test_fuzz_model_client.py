@@ -99,13 +99,10 @@ class Hostile:
 class ModelServer:
     port: int = 0
     hostile: dict[str, Hostile] = field(default_factory=dict)
-    requests: int = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        reset = False
         try:
             path = await read_request(reader)
-            self.requests += 1
             plan = self.hostile.get(path) or good_answer(path)
             for i, chunk in enumerate(plan.chunks):
                 if i and plan.pause_s:
@@ -114,16 +111,15 @@ class ModelServer:
                 await writer.drain()
             if plan.then == "hang":
                 await reader.read()  # until the client gives up and closes
-            reset = plan.then == "reset"
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            reset = True
-        finally:
-            if reset:  # SO_LINGER 0: the close sends a reset
-                sock = writer.get_extra_info("socket")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                writer.transport.abort()
-            else:
-                writer.close()
+            writer.transport.abort()  # the client went first
+            return
+        if plan.then == "reset":  # SO_LINGER 0: the close sends a reset
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+        else:
+            writer.close()
 
 
 async def read_request(reader: asyncio.StreamReader) -> str:
@@ -164,7 +160,7 @@ async def model_server() -> AsyncIterator[ModelServer]:
 JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
+    | st.integers(-(2**63), 2**64 - 1)  # what orjson encodes
     | st.floats(allow_nan=False)
     | st.text(max_size=20),
     lambda inner: (

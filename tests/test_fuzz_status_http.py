@@ -1,11 +1,12 @@
-"""Fuzzed surface (issue 13.4): the validator's status server (``/healthz``, ``/status``,
-``/metrics``, the dashboard ``/``, ``/panel``, ``/static/...``) served as the daemon serves it
-(``runtime.serve_app`` with the status server's connection limits) over a full epoch's store.
+"""Fuzzed surfaces (issue 13.4): the validator's status server (``/healthz``, ``/status``,
+``/metrics``, the dashboard ``/``, ``/panel``, ``/static/...``) over a full epoch's store, and the
+miner's local health server (``/healthz``, ``/metrics``), each served as its daemon serves it
+(``runtime.serve_app`` with that server's connection limits).
 
 Hypothesis draws raw requests: malformed ones (400 from the parser), and well-formed ones with
 any method, path (unknown, traversal-looking, encoded), query string and extra headers, whose
-status is known from the routing table (200 / 404 / 405). After each batch the dashboard and
-``/status`` still answer, the guard holds no connection, and resident memory grew by less than a
+status is known from the routing table (200 / 404 / 405). After each batch every route still
+answers, the guard holds no connection, and resident memory grew by less than a
 bound.
 """
 
@@ -35,11 +36,14 @@ from fuzzing import (
 from hypothesis import strategies as st
 
 from soundsright_async.dashboard import STATIC
+from soundsright_async.miner._http import health_app
+from soundsright_async.miner._state import MinerState
 from soundsright_async.runtime import ConnectionGuard, ServerLimits, serve_app
 from soundsright_async.validator._status import CSP, status_app
 
 RSS_GROWTH_BOUND = 32 * 1024 * 1024
 ROUTES = ("/", "/panel", "/healthz", "/status", "/metrics", *(f"/static/{n}" for n in STATIC))
+MINER_ROUTES = ("/healthz", "/metrics")
 JSON_ROUTES = ("/healthz", "/status")
 
 
@@ -47,6 +51,7 @@ JSON_ROUTES = ("/healthz", "/status")
 class StatusServer:
     port: int
     guard: ConnectionGuard
+    routes: tuple[str, ...] = ROUTES
 
     @property
     def url(self) -> str:
@@ -82,17 +87,53 @@ async def status_server(tmp: Path) -> AsyncIterator[StatusServer]:
         await store.aclose()
 
 
+@asynccontextmanager
+async def miner_health_server() -> AsyncIterator[StatusServer]:
+    state = MinerState(
+        hotkey="5Miner", competition="DENOISING_16000HZ", namespace="ns", name="m",
+        revision="6bab4cf9116d72c1bc4f8e857e7cd5c40795a882", commitment_wanted="0" * 64,
+    )  # fmt: skip
+    guards: list[ConnectionGuard] = []
+    async with anyio.create_task_group() as tg:
+        _, port = await tg.start(
+            lambda task_status: serve_app(
+                task_status,
+                app=health_app(state, stale_after_s=60.0),
+                host="127.0.0.1",
+                port=0,
+                shutdown_timeout_s=0.5,
+                name="health",
+                # as miner._daemon serves it
+                limits=ServerLimits(
+                    max_connections=64,
+                    reserve=1,
+                    header_timeout_s=5.0,
+                    body_timeout_s=5.0,
+                    keepalive_timeout_s=15.0,
+                    admit_on_headers=True,
+                    fd_headroom=64,
+                ),
+                on_guard=guards.append,
+            )
+        )
+        try:
+            yield StatusServer(port, guards[0], MINER_ROUTES)
+        finally:
+            tg.cancel_scope.cancel()
+
+
 async def check_still_serving(s: StatusServer) -> None:
     connector = aiohttp.TCPConnector(force_close=True)
     async with aiohttp.ClientSession(connector=connector) as session:
-        for path in ROUTES:
+        for path in s.routes:
             async with session.get(s.url + path) as resp:
                 body = await resp.read()
                 assert resp.status == 200, (path, body[:300])
-        async with session.get(s.url + "/status") as resp:
-            assert orjson.loads(await resp.read())["epoch"]["number"] == dd.EPOCH
-        async with session.get(s.url + "/") as resp:
-            assert resp.headers["Content-Security-Policy"] == CSP
+        if s.routes == ROUTES:
+            async with session.get(s.url + "/status") as resp:
+                assert orjson.loads(await resp.read())["epoch"]["number"] == dd.EPOCH
+            async with session.get(s.url + "/") as resp:
+                assert resp.headers["Content-Security-Policy"] == CSP
     async with asyncio.timeout(5):
         while s.guard.open:  # noqa: ASYNC110 - the guard's own bookkeeping
             await asyncio.sleep(0.01)
@@ -138,23 +179,30 @@ TRAVERSAL_PATHS = (
 TRAVERSAL = st.sampled_from(TRAVERSAL_PATHS)
 
 
-def route_status(method: str, path: str) -> int:
-    if path in ROUTES:
+def route_status(method: str, path: str, routes: tuple[str, ...]) -> int:
+    """The routing table's answer: ``/static/{name}`` (on the validator's server) matches any one
+    segment (an encoded ``/`` included) and answers 404 for a name it does not serve; ``..``
+    segments are resolved first."""
+    if path in routes:
         return 200 if method in ("GET", "HEAD") else 405
+    name = path.removeprefix("/static/")
+    static = any(r.startswith("/static/") for r in routes)
+    if static and path.startswith("/static/") and name and "/" not in name and name != "..":
+        return 404 if method in ("GET", "HEAD") else 405
     return 404
 
 
 @st.composite
-def well_formed(draw: st.DrawFn) -> tuple[str, bytes, int]:
+def well_formed(draw: st.DrawFn, routes: tuple[str, ...]) -> tuple[str, bytes, int]:
     method = draw(METHODS)
     kind = draw(st.sampled_from(["route", "unknown", "traversal"]))
     if kind == "route":
-        path = draw(st.sampled_from(ROUTES))
+        path = draw(st.sampled_from(routes))
     elif kind == "unknown":
-        path = draw(SAFE_PATH.filter(lambda p: p not in ROUTES))
+        path = draw(SAFE_PATH.filter(lambda p: p not in routes))
     else:
         path = draw(TRAVERSAL)
-    want = route_status(method, path)
+    want = route_status(method, path, routes)
     headers = [
         f"X-{n}: {v}" for n, v in draw(st.lists(st.tuples(HEADER_NAME, HEADER_VALUE), max_size=8))
     ]
@@ -171,43 +219,52 @@ def well_formed(draw: st.DrawFn) -> tuple[str, bytes, int]:
 Case = tuple[str, bytes, int]
 
 
-def cases() -> st.SearchStrategy[Case]:
+def cases(routes: tuple[str, ...]) -> st.SearchStrategy[Case]:
     return st.one_of(
-        well_formed(),
+        well_formed(routes),
         broken_request_line().map(lambda b: ("broken_line", b, 400)),
         oversized_head().map(lambda b: ("oversized_head", b, 400)),
-        bad_content_length("/status").map(lambda b: ("bad_length", b, 400)),
+        bad_content_length("/healthz").map(lambda b: ("bad_length", b, 400)),
     )
+
+
+async def fuzz_surface(s: StatusServer, max_examples: int) -> None:
+    seen: dict[str, set[int]] = {}
+    await check_still_serving(s)
+    for path in TRAVERSAL_PATHS:  # every one at least once, whatever hypothesis draws
+        raw = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        assert (await exchange(s.port, [raw])).status == 404, path
+    rss0 = rss_bytes()
+
+    async def case(c: Case) -> None:
+        name, raw, want = c
+        t0 = time.monotonic()
+        got = await exchange(s.port, [raw], limit_s=4.0)
+        assert got.status == want, (name, got, raw[:300])
+        assert time.monotonic() - t0 < 2.0, name
+        if want == 200 and raw.startswith(b"GET /"):
+            path = raw.split(b" ", 2)[1].split(b"?")[0].decode()
+            if path in JSON_ROUTES:
+                assert isinstance(orjson.loads(got.body), dict), (name, got)
+        assert got != Answer(None, closed=True)
+        seen.setdefault(name, set()).add(want)
+
+    for _ in range(2):
+        await fuzz(cases(s.routes), case, max_examples=max_examples, limit_s=8.0)
+        await check_still_serving(s)
+    grew = rss_bytes() - rss0
+    assert grew < RSS_GROWTH_BOUND, grew
+    statuses = set().union(*seen.values())
+    assert statuses == {200, 400, 404, 405}, seen
 
 
 async def test_any_request_gets_its_status_and_the_dashboard_keeps_serving(
     tmp_path: Path,
 ) -> None:
-    seen: dict[str, set[int]] = {}
     async with status_server(tmp_path) as s:
-        await check_still_serving(s)
-        for path in TRAVERSAL_PATHS:  # every one at least once, whatever hypothesis draws
-            raw = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
-            assert (await exchange(s.port, [raw])).status == 404, path
-        rss0 = rss_bytes()
+        await fuzz_surface(s, max_examples=120)
 
-        async def case(c: Case) -> None:
-            name, raw, want = c
-            t0 = time.monotonic()
-            got = await exchange(s.port, [raw], limit_s=4.0)
-            assert got.status == want, (name, got, raw[:300])
-            assert time.monotonic() - t0 < 2.0, name
-            if want == 200 and raw.startswith(b"GET /"):
-                path = raw.split(b" ", 2)[1].split(b"?")[0].decode()
-                if path in JSON_ROUTES:
-                    assert isinstance(orjson.loads(got.body), dict), (name, got)
-            assert got != Answer(None, closed=True)
-            seen.setdefault(name, set()).add(want)
 
-        for _ in range(2):
-            await fuzz(cases(), case, max_examples=120, limit_s=8.0)
-            await check_still_serving(s)
-        grew = rss_bytes() - rss0
-    assert grew < RSS_GROWTH_BOUND, grew
-    statuses = set().union(*seen.values())
-    assert statuses == {200, 400, 404, 405}, seen
+async def test_any_request_gets_its_status_and_the_miner_health_server_keeps_serving() -> None:
+    async with miner_health_server() as s:
+        await fuzz_surface(s, max_examples=80)
