@@ -17,7 +17,7 @@ aiohttp protocol factory of one listening socket and adds, per connection:
   permit checks on the headers, before it reads the body) or, with ``admit_on_headers``, as
   soon as its headers parse (local health servers);
 * **bounded memory**: aiohttp's header limits (``max_line_size``, ``max_field_size`` and
-  ``max_headers``: a pending connection's head costs at most about 280 kB of memory, measured;
+  ``max_headers``: a pending connection's head costs at most about 260 kB of memory, measured;
   aiohttp's own 128 headers would allow about 1 MB) plus a small read buffer; the body is read
   only for admitted callers;
 * **broken bodies fail at once**: a framing error inside a body that is being read (a chunk size
