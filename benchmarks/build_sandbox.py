@@ -2,6 +2,7 @@
 the engine's own build (``POST /build``, which runs ``RUN`` steps on the host; the old path).
 
     .venv/bin/python benchmarks/build_sandbox.py [--repeat 2] [--models passthrough,dereverb]
+        [--builder-image localhost/soundsright-builder:latest]
 
 Real Podman (``DOCKER_HOST``, else the socket of ``make podman``). Each build gets a fresh copy
 of the example model plus an id file, so no layer is cached. Prints one JSON object: per model
@@ -26,7 +27,12 @@ import aiodocker
 import orjson
 from structlog.testing import capture_logs
 
-from soundsright_async.sandbox.engine import BuildRequest, DockerEngine, project_labels
+from soundsright_async.sandbox.engine import (
+    BUILDER_IMAGE,
+    BuildRequest,
+    DockerEngine,
+    project_labels,
+)
 from soundsright_async.sandbox.engine.context import write_context_tar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,13 +75,17 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--models", default="passthrough,spectral-gate,dereverb")
+    ap.add_argument("--builder-image", default=BUILDER_IMAGE)
     args = ap.parse_args()
     out: dict[str, Any] = {"machine": platform.machine(), "cores": os.cpu_count(), "models": {}}
     docker = aiodocker.Docker(url=_url())
     n = 0
     with tempfile.TemporaryDirectory(prefix="bench-build-") as tmp_s:
         tmp = Path(tmp_s)
-        async with DockerEngine(url=_url(), owner=OWNER, firewall=None) as engine:
+        engine = DockerEngine(
+            url=_url(), owner=OWNER, firewall=None, builder_image=args.builder_image
+        )
+        async with engine:
             for model in args.models.split(","):
                 old, new, phases = [], [], []
                 for _ in range(args.repeat):

@@ -3,6 +3,10 @@ builder container's spec."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -18,7 +22,7 @@ from soundsright_async.sandbox.engine.dockerfile import (
     normalise_image,
     parse_dockerfile,
 )
-from soundsright_async.sandbox.engine.sandboxbuild import _stale_archives
+from soundsright_async.sandbox.engine.sandboxbuild import _docker_archive, _stale_archives
 
 BASE = "localhost/soundsright-base:latest"
 ALLOWED = [BASE]
@@ -180,9 +184,12 @@ def test_builder_spec_is_locked_down() -> None:
         ("/w/images", "/images"),
     ]
     assert all("ro" in m["options"] for m in binds)
-    (store,) = [m for m in spec["mounts"] if m["type"] == "tmpfs"]
-    assert store["destination"] == STORE
-    assert f"size={3 * 1024**3}" in store["options"]
+    tmpfs = {m["destination"]: m for m in spec["mounts"] if m["type"] == "tmpfs"}
+    assert sorted(tmpfs) == sorted([STORE, "/run", "/tmp", "/var/tmp"])
+    assert f"size={3 * 1024**3}" in tmpfs[STORE]["options"]
+    assert all(f"size={64 * 1024**2}" in tmpfs[p]["options"] for p in ("/run", "/tmp", "/var/tmp"))
+    # the builder's own root filesystem (and the base image store in it) is read-only
+    assert spec["read_only_filesystem"] is True
     assert spec["resource_limits"] == {
         "memory": {"limit": 5 * 1024**3, "swap": 5 * 1024**3},
         "pids": {"limit": 200},
@@ -230,3 +237,97 @@ def test_stale_base_archives_are_dropped(tmp_path: Path) -> None:
         "other.name",
         "other.tar",
     ]
+
+
+# -- the archive the engine loads, from the builder's OCI layout (pure) --------------------------
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _layout(path: Path, layers: list[tuple[str, bytes | None]], tag_in_index: str = "x") -> None:
+    """An ``oci/`` layout as the archive endpoint returns it: ``layers`` are (diff id, blob or
+    None for no blob file)."""
+    blobs: dict[str, bytes] = {}
+    config = json.dumps(
+        {"rootfs": {"type": "layers", "diff_ids": [d for d, _ in layers]}, "config": {}}
+    ).encode()
+    blobs[_digest(config)] = config
+    entries = []
+    for diff_id, data in layers:
+        if data is None:
+            entries.append({"digest": diff_id, "size": 0})
+        else:
+            blobs[_digest(data)] = data
+            entries.append({"digest": _digest(data), "size": len(data)})
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"digest": _digest(config), "size": len(config)},
+            "layers": entries,
+        }
+    ).encode()
+    blobs[_digest(manifest)] = manifest
+    index = json.dumps(
+        {
+            "manifests": [
+                {
+                    "digest": _digest(manifest),
+                    "annotations": {"org.opencontainers.image.ref.name": tag_in_index},
+                }
+            ]
+        }
+    ).encode()
+    with tarfile.open(path, "w") as tar:
+        for name, data in [("oci/index.json", index)] + [
+            (f"oci/blobs/sha256/{d.split(':')[1]}", b) for d, b in blobs.items()
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def _load_as_tar(path: Path, members: list) -> dict[str, bytes]:  # type: ignore[type-arg]
+    """The docker-archive ``_docker_archive`` describes, read back as a tar."""
+    raw = path.read_bytes()
+    buf = io.BytesIO()
+    for info, data in members:
+        buf.write(info.tobuf(format=tarfile.PAX_FORMAT))
+        body = data if isinstance(data, bytes) else raw[data[0] : data[0] + data[1]]
+        buf.write(body + b"\0" * (-len(body) % 512))
+    buf.write(b"\0" * 1024)
+    buf.seek(0)
+    with tarfile.open(fileobj=buf, mode="r:") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+
+
+def test_docker_archive_names_only_the_tag_and_stubs_only_base_layers(tmp_path: Path) -> None:
+    base = _digest(b"base layer")
+    own = b"the build's own layer"
+    outer = tmp_path / "out.tar"
+    _layout(outer, [(base, None), (_digest(own), own)], tag_in_index="localhost/soundsright-base")
+    files = _load_as_tar(outer, _docker_archive(outer, "t:1", frozenset({base})))
+    (top,) = json.loads(files["manifest.json"])
+    assert top["RepoTags"] == ["t:1"]  # never what the builder wrote in its index
+    assert files[top["Layers"][0]] == b""  # the base layer: a placeholder, reused by the engine
+    assert files[top["Layers"][1]] == own
+    config = json.loads(files[top["Config"]])
+    assert config["rootfs"]["diff_ids"] == [base, _digest(own)]
+
+
+def test_docker_archive_refuses_a_missing_layer_that_is_not_a_base_layer(tmp_path: Path) -> None:
+    outer = tmp_path / "out.tar"
+    other = _digest(b"a layer of some other image on the engine")
+    _layout(outer, [(other, None)])
+    with pytest.raises(BuildFailed, match="lacks its layer"):
+        _docker_archive(outer, "t:1", frozenset({_digest(b"base layer")}))
+
+
+@pytest.mark.parametrize("junk", [b"", b"not a tar", b"\0" * 1024])
+def test_docker_archive_refuses_junk(tmp_path: Path, junk: bytes) -> None:
+    outer = tmp_path / "out.tar"
+    outer.write_bytes(junk)
+    with pytest.raises(BuildFailed):
+        _docker_archive(outer, "t:1", frozenset())

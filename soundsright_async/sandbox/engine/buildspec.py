@@ -4,10 +4,12 @@ A model's ``Dockerfile`` is never built by the engine itself (Podman 4.3 runs ``
 with the host's network, as root with capabilities, and CVE-2024-1753 exposes the host's ``/``).
 It is built by ``buildah`` inside a builder container that has: its own user namespace (root
 inside is an unprivileged host uid range), no network (or, with ``build_network = "egress"``,
-its own bridge behind the host firewall pair), memory/CPU/pids limits, a size-limited tmpfs as
-its whole image storage, and only two read-only bind mounts: the build context as one tar file
-and the base images as archives. What a ``RUN`` step can reach is the builder's own throwaway
-filesystem. Killing the container ends every process of the build.
+its own bridge behind the host firewall pair), memory/CPU/pids limits, a read-only root
+filesystem (which holds the base image as a read-only overlay image store), a size-limited tmpfs
+as its whole writable image storage, and only two read-only bind mounts: the build context as
+one tar file and the base images as archives (the fallback where the store cannot be used).
+What a ``RUN`` step can reach is the builder's own throwaway filesystem. Killing the container
+ends every process of the build.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 __all__ = [
     "BUILDER_IMAGE",
     "BUILD_SCRIPT",
+    "LABEL_BASES",
+    "SHARED",
     "STORE",
     "BuildLimits",
     "build_command",
@@ -31,27 +35,65 @@ STORE = "/var/lib/containers"
 """The builder's image storage and work area: a size-limited tmpfs (the build's disk bound)."""
 IN_DIR = "/in"
 IMAGES_DIR = "/images"
+SCRATCH = ("/run", "/tmp", "/var/tmp")
+"""Small tmpfs over the builder's read-only root filesystem (buildah's run root, locks)."""
+SCRATCH_BYTES = 64 * 1024**2
+
+SHARED = "/var/lib/shared"
+"""In the builder image (``make base-image``): the base image pre-extracted as a read-only
+overlay image store, so ``FROM`` needs no import (labels ``soundsright.builder.bases``)."""
+LABEL_BASES = "soundsright.builder.bases"
 
 BUILD_SCRIPT = r"""
 set -eu
 S=/var/lib/containers
-mkdir -p "$S/ctx" "$S/out"
+export TMPDIR="$S/tmp"
+mkdir -p "$S/ctx" "$S/out" "$TMPDIR"
 tar -xf /in/context.tar -C "$S/ctx" --no-same-owner --no-same-permissions
+# overlay in this user namespace, over the read-only store, needs user xattrs on the tmpfs
+# (Linux >= 6.6); else vfs, with the base images imported from their archives
+v="$(uname -r)"; major="${v%%.*}"; minor="${v#*.}"; minor="${minor%%[!0-9]*}"
+if [ -d /var/lib/shared/overlay ] && { [ "$major" -gt 6 ] || \
+        { [ "$major" -eq 6 ] && [ "${minor:-0}" -ge 6 ]; }; }; then
+    B="buildah --storage-driver overlay --storage-opt overlay.imagestore=/var/lib/shared"
+    fast=1
+else
+    B="buildah --storage-driver vfs"
+    fast=0
+fi
 tag="$1"; shift
+ids=""
 while [ "$1" != "--" ]; do
-    id="$(buildah pull -q "docker-archive:/images/$1")"
-    buildah tag "$id" "$2"
+    archive="${1%%=*}"
+    case "$1" in *=*) id="${1#*=}" ;; *) id="" ;; esac
+    if [ "$fast" = 0 ] || [ -z "$id" ]; then
+        id="$($B pull -q "docker-archive:/images/$archive")"
+    fi
+    $B tag "$id" "$2"
+    ids="$ids $id"
     shift 2
 done
 shift
 echo "== building $tag"
-buildah bud --pull-never --isolation chroot --layers=false --format docker \
+$B bud --pull-never --isolation chroot --layers=false --format docker \
     -f Dockerfile -t "$tag" "$@" "$S/ctx"
 rm -rf "$S/ctx"
-buildah push -q "$tag" "docker-archive:$S/out/img.tar:$tag"
+# The base images' layers are on the engine already: they are written out as empty
+# placeholders (never read), so only the build's own layers are copied.
+O="$S/out/oci"
+mkdir -p "$O/blobs/sha256"
+for id in $ids; do
+    for d in $($B inspect --type image \
+            --format '{{range .OCIv1.RootFS.DiffIDs}}{{.}} {{end}}' "$id"); do
+        : >"$O/blobs/sha256/${d#sha256:}"
+    done
+done
+$B push -q --compression-format zstd --compression-level 1 "$tag" "oci:$O:$tag"
 echo "== exported $tag"
 """
-"""Run with ``sh -c BUILD_SCRIPT sh TAG [ARCHIVE NAME]... -- [--label K=V]...``."""
+"""Run with ``sh -c BUILD_SCRIPT sh TAG [SOURCE NAME]... -- [--label K=V]...``: a SOURCE is a
+docker-archive in ``/images`` (``FILE.tar``), with ``=ID`` when the builder's own store holds
+that image (then the archive is only imported where overlay cannot be used)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +119,8 @@ class BuildLimits:
 
 
 def build_command(tag: str, bases: Mapping[str, str], labels: Mapping[str, str]) -> list[str]:
-    """The exec command: ``bases`` maps an archive file name (in ``/images``) to the image
-    name the Dockerfile uses."""
+    """The exec command: ``bases`` maps a source (an archive file name in ``/images``, with
+    ``=ID`` if the builder's store has the image) to the image name the Dockerfile uses."""
     argv = ["sh", "-c", BUILD_SCRIPT, "sh", tag]
     for archive, name in sorted(bases.items()):
         argv += [archive, name]
@@ -120,6 +162,8 @@ def builder_libpod_spec(
         "cap_add": ["SYS_ADMIN"],
         "no_new_privileges": True,
         "privileged": False,
+        # nothing a build does reaches the host's disk, nor changes the image store it reads
+        "read_only_filesystem": True,
         "mounts": [
             {
                 "destination": STORE,
@@ -127,6 +171,15 @@ def builder_libpod_spec(
                 "source": "tmpfs",
                 "options": [f"size={limits.disk_bytes}", "mode=0700", "nodev"],
             },
+            *(
+                {
+                    "destination": path,
+                    "type": "tmpfs",
+                    "source": "tmpfs",
+                    "options": [f"size={SCRATCH_BYTES}", "mode=1777", "nodev", "nosuid"],
+                }
+                for path in SCRATCH
+            ),
             *(
                 {"destination": dst, "type": "bind", "source": src, "options": ro}
                 for src, dst in _mounts(in_dir, images_dir)
@@ -183,7 +236,11 @@ def builder_compat_config(
             "MemorySwap": limits.memory_bytes + limits.disk_bytes,
             "NanoCpus": int(limits.cpus * 1e9),
             "PidsLimit": limits.pids,
-            "Tmpfs": {STORE: f"rw,nodev,size={limits.disk_bytes},mode=0700"},
+            "ReadonlyRootfs": True,
+            "Tmpfs": {
+                STORE: f"rw,nodev,size={limits.disk_bytes},mode=0700",
+                **{p: f"rw,nodev,nosuid,size={SCRATCH_BYTES},mode=1777" for p in SCRATCH},
+            },
             "Binds": [f"{src}:{dst}:ro" for src, dst in _mounts(in_dir, images_dir)],
             "PortBindings": {},
             "RestartPolicy": {"Name": "no"},

@@ -3,11 +3,17 @@
 
 1. The ``Dockerfile`` is checked first (``dockerfile.check_dockerfile``): URLs and images
    outside the allow-list are refused with a reason before anything runs.
-2. The base images it names are exported once to archives (cached by image id).
+2. The base images it names are in the builder image's read-only image store (label
+   ``soundsright.builder.bases``, ``make base-image``), used as overlay lower layers; each is
+   also exported once to an archive (cached by image id) that the builder imports when the
+   image is not in its store or the kernel cannot give it overlay (vfs then).
 3. The context goes in as one tar file; the builder (own user namespace, no network, limits,
-   tmpfs storage) runs ``buildah bud`` through ``exec`` and writes a docker-archive into its
-   tmpfs; the engine copies it out (``GET /containers/{id}/archive``), checks that it names
-   exactly the requested tag, and loads it (``POST /images/load``).
+   tmpfs storage) runs ``buildah bud`` through ``exec`` and writes the image as an OCI layout
+   into its tmpfs, with the base images' layers as empty placeholders; the engine copies it
+   out (``GET /containers/{id}/archive``), turns it into a docker-archive naming exactly the
+   requested tag, with only the build's own layers and placeholders only for the layers of
+   the allowed base images it names (which the engine has), and loads it
+   (``POST /images/load``, which checks every layer it reads against the config's diff ids).
 4. Whatever happens (failure, deadline, cancellation) the builder container, its network and
    the work files are removed: every process of the build dies with the container, and stage
    images only ever existed in the builder's tmpfs.
@@ -19,6 +25,7 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import secrets
 import shutil
 import tarfile
@@ -35,6 +42,7 @@ from aiodocker.exceptions import DockerError
 
 from .base import BuildRequest, BuiltImage
 from .buildspec import (
+    LABEL_BASES,
     STORE,
     BuildLimits,
     build_command,
@@ -54,6 +62,9 @@ Call = Callable[[str, Awaitable[Any]], Awaitable[Any]]
 _LINE_CAP = 1 << 20
 _MAX_DOCKERFILE = 1 << 20
 _UNREACHABLE = 900  # aiodocker: cannot connect to the engine (as in engine.docker)
+_MAX_JSON = 8 << 20
+_HEX = re.compile(r"[0-9a-f]{64}")
+_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 LABEL_ROLE = "soundsright.role"
 
 
@@ -124,7 +135,7 @@ class SandboxBuilder:
         text = await asyncio.to_thread(_read_dockerfile, request.context)
         bases = check_dockerfile(text, self._bases)
         tail = Tail(self._log_bytes)
-        archives = await self._base_archives(bases)
+        archives, base_layers = await self._base_sources(bases)
         marks = [("begin", time.monotonic())]
         tmp = Path(await asyncio.to_thread(_mkdtemp, self._work))
         container: aiodocker.docker.DockerContainer | None = None
@@ -156,7 +167,7 @@ class SandboxBuilder:
                 # kill and remove the builder now (it ends every process of the build), while
                 # the image loads
                 removal = asyncio.ensure_future(self._remove(container, network))
-            await self._load(tmp / "out.tar", request.tag, tail)
+            await self._load(tmp / "out.tar", request.tag, base_layers, tail)
             marks.append(("load", time.monotonic()))
         finally:
             if removal is not None:
@@ -257,14 +268,14 @@ class SandboxBuilder:
             )
 
     async def _export(self, container: aiodocker.docker.DockerContainer, tmp: Path) -> None:
-        """Copy the image archive out of the builder's tmpfs (bounded by the tmpfs size)."""
+        """Copy the image (an OCI layout) out of the builder's tmpfs (bounded by its size)."""
         outer = tmp / "out.tar"
         cap = self._limits.disk_bytes + (1 << 20)
         fh = await asyncio.to_thread(open, outer, "wb")
         try:
             async with self._api()._query(
                 f"containers/{container.id}/archive",
-                params={"path": f"{STORE}/out/img.tar"},
+                params={"path": f"{STORE}/out/oci"},
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._api_timeout_s),
             ) as resp:
                 written = 0
@@ -282,21 +293,29 @@ class SandboxBuilder:
         finally:
             await asyncio.to_thread(fh.close)
 
-    async def _load(self, outer: Path, tag: str, tail: Tail) -> None:
-        """Load the docker-archive held in ``outer`` (the archive endpoint's tar around it)
-        straight from its place in that file, after checking what it would tag."""
-        offset, size = await asyncio.to_thread(_check_archive, outer, tag)
+    async def _load(self, outer: Path, tag: str, base_layers: frozenset[str], tail: Tail) -> None:
+        """Load the OCI layout held in ``outer`` (the archive endpoint's tar of it) as a
+        docker-archive streamed from its place in that file (``_docker_archive``)."""
+        members = await asyncio.to_thread(_docker_archive, outer, tag, base_layers)
         fh = await asyncio.to_thread(open, outer, "rb")
 
         async def body() -> AsyncIterator[bytes]:
-            await asyncio.to_thread(fh.seek, offset)
-            left = size
-            while left > 0:
-                chunk = await asyncio.to_thread(fh.read, min(left, 1 << 20))
-                if not chunk:
-                    return
-                left -= len(chunk)
-                yield chunk
+            for info, data in members:
+                yield info.tobuf(format=tarfile.PAX_FORMAT)
+                if isinstance(data, bytes):
+                    yield data
+                else:
+                    await asyncio.to_thread(fh.seek, data[0])
+                    left = data[1]
+                    while left > 0:
+                        chunk = await asyncio.to_thread(fh.read, min(left, 1 << 20))
+                        if not chunk:
+                            raise BuildFailed("build_failed", "the image archive is truncated")
+                        left -= len(chunk)
+                        yield chunk
+                if info.size % tarfile.BLOCKSIZE:
+                    yield b"\0" * (tarfile.BLOCKSIZE - info.size % tarfile.BLOCKSIZE)
+            yield b"\0" * (2 * tarfile.BLOCKSIZE)
 
         try:
             async with asyncio.timeout(max(self._api_timeout_s, 600.0)):
@@ -351,9 +370,24 @@ class SandboxBuilder:
     def _images_dir(self) -> Path:
         return self._work / "images"
 
-    async def _base_archives(self, bases: Sequence[str]) -> dict[str, str]:
-        """``{archive file name: image name}``, exporting each base image once per image id."""
+    async def _baked(self) -> frozenset[str]:
+        """Ids of the images in the builder image's own read-only store (its label)."""
+        try:
+            info = await self._call("image inspect", self._api().images.inspect(self._image))
+        except DockerError:
+            return frozenset()  # the builder's create says it is missing
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        ids = str(labels.get(LABEL_BASES) or "").split(",")
+        return frozenset(i.strip().removeprefix("sha256:") for i in ids if i.strip())
+
+    async def _base_sources(self, bases: Sequence[str]) -> tuple[dict[str, str], frozenset[str]]:
+        """``({source: image name}, the base images' layer diff ids)``: a source is the base
+        image's archive file name (each exported once per image id), with ``=ID`` when the
+        builder's own store has that image (the archive is then only the fallback for a
+        kernel where the builder cannot use overlay)."""
         out: dict[str, str] = {}
+        layers: set[str] = set()
+        baked = await self._baked() if bases else frozenset()
         async with self._archive_lock:
             await asyncio.to_thread(_mkdir, self._images_dir)
             for name in bases:
@@ -363,12 +397,14 @@ class SandboxBuilder:
                     raise BuildFailed(
                         "build_failed", f"base image {name} is not on engine {self._engine}"
                     ) from None
-                file = f"{str(info['Id']).removeprefix('sha256:')[:32]}.tar"
+                image_id = str(info["Id"]).removeprefix("sha256:")
+                layers.update(str(d) for d in (info.get("RootFS") or {}).get("Layers") or [])
+                file = f"{image_id[:32]}.tar"
                 path = self._images_dir / file
                 if not await asyncio.to_thread(path.exists):
                     await self._save(name, path)
-                out[file] = name
-        return out
+                out[f"{file}={image_id}" if image_id in baked else file] = name
+        return out, frozenset(layers)
 
     async def _save(self, name: str, path: Path) -> None:
         part = path.with_suffix(f".{unique_suffix()}.part")
@@ -439,30 +475,76 @@ def _mkdtemp(work: Path) -> str:
     return tmp
 
 
-def _check_archive(outer: Path, tag: str) -> tuple[int, int]:
-    """``(offset, size)`` of the docker-archive inside ``outer``. Refuses one that would name
-    any image but ``tag`` (a build could otherwise leave its own archive behind and retag,
-    say, the base image on the engine)."""
+Member = tuple[tarfile.TarInfo, bytes | tuple[int, int]]
+"""A docker-archive member: its header and its data (bytes, or ``(offset, size)`` in the
+exported file)."""
+
+
+def _docker_archive(outer: Path, tag: str, base_layers: frozenset[str]) -> list[Member]:
+    """The docker-archive to load, from the OCI layout in ``outer``: ``manifest.json`` naming
+    exactly ``tag``, the config, the build's own layers from their place in ``outer``, and an
+    empty placeholder for a layer only if its diff id is one of ``base_layers`` (the allowed
+    base images the Dockerfile names, which the engine has; it is then reused, never read).
+    Any other layer must be there: the engine checks each layer it reads (decompressed)
+    against the config's diff id, and the config's digest is the image id."""
     try:
-        with tarfile.open(outer, "r:") as wrapper:
-            members = wrapper.getmembers()
-            if len(members) != 1 or not members[0].isfile():
-                raise BuildFailed("build_failed", "the builder returned no image archive")
-            offset, size = members[0].offset_data, members[0].size
+        with tarfile.open(outer, "r:") as tar:
+            files = {
+                m.name.removeprefix("./"): (m.offset_data, m.size)
+                for m in tar.getmembers()
+                if m.isfile()
+            }
         with open(outer, "rb") as fh:
-            fh.seek(offset)
-            with tarfile.open(fileobj=fh, mode="r:") as tar:
-                names = set(tar.getnames())
-                if names & {"index.json", "oci-layout"} or "manifest.json" not in names:
-                    raise BuildFailed("build_failed", "the image archive is not a docker-archive")
-                mf = tar.extractfile("manifest.json")
-                assert mf is not None
-                manifest = json.loads(mf.read(1 << 20))
-    except (tarfile.TarError, ValueError, KeyError) as exc:
+
+            def read(name: str) -> bytes:
+                if name not in files or files[name][1] > _MAX_JSON:
+                    raise BuildFailed("build_failed", f"the image has no readable {name}")
+                fh.seek(files[name][0])
+                return fh.read(files[name][1])
+
+            def blob(digest: object) -> str:
+                algo, _, hexa = str(digest).partition(":")
+                if algo != "sha256" or not _HEX.fullmatch(hexa):
+                    raise BuildFailed("build_failed", f"the image names a bad digest {digest!r}")
+                return f"oci/blobs/sha256/{hexa}"
+
+            index = json.loads(read("oci/index.json"))
+            (entry,) = index["manifests"]
+            manifest = json.loads(read(blob(entry["digest"])))
+            if manifest.get("mediaType", _OCI_MANIFEST) != _OCI_MANIFEST:
+                raise BuildFailed("build_failed", "the image is not an OCI image")
+            config_name = blob(manifest["config"]["digest"])
+            config = read(config_name)
+            diff_ids = [str(d) for d in json.loads(config)["rootfs"]["diff_ids"]]
+            layers = [blob(layer["digest"]) for layer in manifest["layers"]]
+    except BuildFailed:
+        raise
+    except (tarfile.TarError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BuildFailed("build_failed", f"the image archive is unreadable: {exc}") from None
-    if not isinstance(manifest, list) or len(manifest) != 1 or manifest[0].get("RepoTags") != [tag]:
-        raise BuildFailed("build_failed", "the image archive does not hold exactly the model")
-    return offset, size
+    if len(diff_ids) != len(layers):
+        raise BuildFailed("build_failed", "the image's config and manifest disagree")
+
+    def header(name: str, size: int) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = size, 0o644
+        return info
+
+    config_file = f"{config_name.rsplit('/', 1)[1]}.json"
+    members: list[Member] = [(header(config_file, len(config)), config)]
+    names = []
+    for i, (diff_id, layer) in enumerate(zip(diff_ids, layers, strict=True)):
+        name = f"layer-{i}.tar"
+        names.append(name)
+        if diff_id in base_layers:
+            members.append((header(name, 0), b""))
+        elif layer in files:
+            members.append((header(name, files[layer][1]), files[layer]))
+        else:
+            raise BuildFailed("build_failed", f"the image lacks its layer {diff_id}")
+    top = [{"Config": config_file, "RepoTags": [tag], "Layers": names}]
+    data = json.dumps(top).encode()
+    members.append((header("manifest.json", len(data)), data))
+    return members
 
 
 async def _json_lines(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
