@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -151,11 +152,20 @@ def second_service() -> Iterator[str]:
         own_service(PODMAN_DIR, "--stop")
 
 
-async def _models(n: int) -> list[ModelUnderTest]:
-    path = ROOT / "examples/models/passthrough"
-    digest = await inspect_repo(path, RepoLimits(10**8, 1000, 10**8))
+async def _models(n: int, slow_build: Path, slow: set[int]) -> list[ModelUnderTest]:
+    """The passthrough example; models ``slow`` get a copy whose build sleeps 20 s first (a
+    window to kill the engine in, however fast builds are)."""
+    shutil.copytree(ROOT / "examples/models/passthrough", slow_build)
+    dockerfile = slow_build / "Dockerfile"
+    text = dockerfile.read_text()
+    dockerfile.write_text(text.replace("COPY app ", "RUN sleep 20\nCOPY app ", 1))
     comp = get_competition("DENOISING_16000HZ")
-    return [ModelUnderTest(f"m{i}", path, digest.content_hash, comp, f"hk{i}") for i in range(n)]
+    out = []
+    for i in range(n):
+        path = slow_build if i in slow else ROOT / "examples/models/passthrough"
+        digest = await inspect_repo(path, RepoLimits(10**8, 1000, 10**8))
+        out.append(ModelUnderTest(f"m{i}", path, digest.content_hash, comp, f"hk{i}"))
+    return out
 
 
 # -- tests --------------------------------------------------------------------------------------
@@ -192,7 +202,7 @@ async def test_models_spread_over_two_engines_and_move_when_one_goes(
     tmp_path: Path, second_service: str, dataset: DatasetDirs
 ) -> None:
     certs = _certs(tmp_path / "certs")
-    m = await _models(6)
+    m = await _models(6, tmp_path / "slow-build", slow={3})
     async with (
         ScoringPool(workers=2) as pool,
         _tls_proxy(second_service, certs) as port,
@@ -223,9 +233,14 @@ async def test_models_spread_over_two_engines_and_move_when_one_goes(
 
         # 2. the second service dies while m3 builds on it: m3 moves to engine one
         batch = asyncio.create_task(runner.benchmark_many(m[2:4], dataset))
+        builder = (
+            f"soundsright.owner={OWNER}",
+            "soundsright.engine=two",
+            "soundsright.role=builder",
+        )
         async with asyncio.timeout(300):
             while not await asyncio.to_thread(  # noqa: ASYNC110 (a podman listing, no event)
-                _podman_ps, f"soundsright.owner={OWNER}", "soundsright.engine=two"
+                _podman_ps, *builder
             ):
                 await asyncio.sleep(0.2)
         kill_own_service(PODMAN_DIR)
