@@ -183,3 +183,52 @@ def test_safe_zip_extracts(tmp_path: Path) -> None:
     (tmp_path / "bad.zip").write_bytes(b"not a zip")
     with pytest.raises(UnsafeZip, match="not a zip"):
         extract_zip(tmp_path / "bad.zip", tmp_path / "out", max_members=5, max_bytes=100)
+
+
+async def test_an_engine_on_another_host_is_refused_at_open(tmp_path: Path) -> None:
+    """``host_check``: an engine whose ``/info`` names another host cannot be used (builds
+    bind-mount this host's files; models are reached at their bridge address); with
+    ``host_check=False`` the check is skipped. A stand-in engine API on a unix socket."""
+    import socket
+
+    from aiohttp import web
+
+    from soundsright_async.sandbox.engine import DockerEngine
+
+    calls: list[str] = []
+
+    async def api(request: web.Request) -> web.Response:
+        calls.append(request.path)
+        if request.path.endswith("/version"):
+            return web.json_response({"Version": "4.3.1", "ApiVersion": "1.41"})
+        if request.path.endswith("/info"):
+            return web.json_response({"Name": "gpu-host-7", "MemTotal": 2**34, "NCPU": 8})
+        if request.path.endswith(("/json", "/networks")):  # the open-time sweep: nothing
+            return web.json_response([])
+        return web.json_response({"message": "not here"}, status=404)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", api)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = tmp_path / "engine.sock"
+    await web.UnixSite(runner, str(sock)).start()
+    try:
+        remote = DockerEngine(url=f"unix://{sock}", owner="t", name="gpu7", seccomp_base=None)
+        with pytest.raises(EngineError) as info:
+            await remote.open()
+        assert str(info.value).startswith(
+            f"engine gpu7 (unix://{sock}) runs on host 'gpu-host-7', not on this host "
+            f"({socket.gethostname()!r}): builds bind-mount this host's build directory"
+        )
+        assert any(p.endswith("/info") for p in calls)
+        calls.clear()
+        unchecked = DockerEngine(
+            url=f"unix://{sock}", owner="t", name="gpu7", seccomp_base=None, host_check=False
+        )
+        async with unchecked:
+            await unchecked.ping()
+        assert calls  # it talked to the engine, and never asked where it runs
+        assert not any(p.endswith("/info") for p in calls)
+    finally:
+        await runner.cleanup()
