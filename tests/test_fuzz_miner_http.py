@@ -68,7 +68,9 @@ REV = "6bab4cf9116d72c1bc4f8e857e7cd5c40795a882"
 COMP = "DENOISING_16000HZ"
 CAP = 4096
 MODEL_BODY = b'{"protocol_version": 3, "competition": "DENOISING_16000HZ"}'
-RSS_GROWTH_BOUND = 32 * 1024 * 1024  # measured: 2-6 MB for 300 examples
+RSS_GROWTH_BOUND = 16 * 1024 * 1024
+"""Growth over two more batches of the same examples after a first one (which also warms
+hypothesis and the caches; in the whole suite the process grew 56 MB during a first batch)."""
 DROPPABLE = (ha.HEADER_VERSION, ha.HEADER_HOTKEY, ha.HEADER_NONCE, ha.HEADER_SIGNATURE)
 
 
@@ -294,7 +296,6 @@ async def test_malformed_bytes_get_a_clear_answer_and_the_miner_keeps_serving(
     seen: dict[str, int] = {}
     async with miner(tmp_path) as m:
         await check_still_serving(m)  # warm: the first request allocates caches
-        rss0 = rss_bytes()
 
         async def case(c: RawCase) -> None:
             name, chunks, half_close, want = c
@@ -311,9 +312,11 @@ async def test_malformed_bytes_get_a_clear_answer_and_the_miner_keeps_serving(
             assert took < 1.5, (name, took)  # an answer, never a deadline, ends each case
             seen[name] = seen.get(name, 0) + 1
 
-        for _ in range(2):
+        for batch in range(3):
             await fuzz(raw_cases(), case, max_examples=150, limit_s=8.0)
             await check_still_serving(m)
+            if batch == 0:  # the first batch also warms hypothesis and every cache up
+                rss0 = rss_bytes()
         grew = rss_bytes() - rss0
     assert grew < RSS_GROWTH_BOUND, grew
     assert set(seen) >= {"broken_line", "oversized_head", "bad_length", "chunked", "encoding"}, seen
@@ -432,7 +435,6 @@ async def test_wrong_requests_get_their_exact_status_and_the_miner_keeps_serving
     connector = aiohttp.TCPConnector(force_close=True)  # one connection per case: none stays open
     async with miner(tmp_path) as m, aiohttp.ClientSession(connector=connector) as session:
         await check_still_serving(m)
-        rss0 = rss_bytes()
 
         async def case(r: Request) -> None:
             family, method, path, body, headers, want = r
@@ -447,9 +449,11 @@ async def test_wrong_requests_get_their_exact_status_and_the_miner_keeps_serving
                 assert payload["error"], family
             seen.setdefault(family, set()).add(resp.status)
 
-        for _ in range(2):
+        for batch in range(3):
             await fuzz(wrong_request(), case, max_examples=150, limit_s=8.0)
             await check_still_serving(m)
+            if batch == 0:  # the first batch also warms hypothesis and every cache up
+                rss0 = rss_bytes()
         grew = rss_bytes() - rss0
     assert grew < RSS_GROWTH_BOUND, grew
     assert len(seen) >= 12, seen

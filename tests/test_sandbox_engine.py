@@ -232,3 +232,31 @@ async def test_an_engine_on_another_host_is_refused_at_open(tmp_path: Path) -> N
         assert not any(p.endswith("/info") for p in calls)
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("hotkey", "content_hash", "want"),
+    [
+        (
+            "traversal",
+            "/IyTQRLv6BAo62Ddv88CL3+OBNh1xgClZvny4TEh6/k=",
+            "denoising_16000hz-traversal-iytqrlv6bao6",
+        ),
+        ("5GrwvaEF", "yV8uRn7pu9t4Ue7gqHUsx8Bjr19Y", "denoising_16000hz-5grwvaef-yv8urn7pu9t4"),
+        ("a//b", "++//", "denoising_16000hz-a_b-x"),
+        ("", "", "denoising_16000hz-x-x"),
+    ],
+)
+def test_image_tags_are_valid_oci_reference_names(
+    hotkey: str, content_hash: str, want: str
+) -> None:
+    import re
+
+    from soundsright_async.sandbox.engine import image_tag
+
+    tag = image_tag("DENOISING_16000HZ", hotkey, content_hash)
+    assert tag == f"localhost/soundsright-model:{want}"
+    name = tag.split(":", 1)[1] + "-abc123"  # the runner's per-run suffix
+    # OCI image-layout ref.name: components of [A-Za-z0-9] joined by one of [-._:@+] or "--"
+    assert re.fullmatch(r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*", name), name
+    assert len(name) <= 128

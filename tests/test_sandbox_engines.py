@@ -266,5 +266,9 @@ async def test_models_spread_over_two_engines_and_move_when_one_goes(
             ("m5", "one", True),
         ], [r.to_dict() for r in third]
         assert [e.up for e in runner.loads()] == [True, True]
-        assert _podman_ps(f"soundsright.owner={OWNER}") == []
+        async with asyncio.timeout(60):  # the reaper retries while Podman still refuses
+            while await asyncio.to_thread(  # noqa: ASYNC110 (a podman listing, no event)
+                _podman_ps, f"soundsright.owner={OWNER}"
+            ):
+                await asyncio.sleep(0.5)
     assert _podman_ps(f"soundsright.owner={OWNER}") == []

@@ -232,7 +232,6 @@ class SandboxBuilder:
                 container = await self._call(
                     "builder create", api.containers.create(cfg, name=name)
                 )
-            await self._call("builder start", container.start())
         except DockerError as exc:
             if exc.status == 404:
                 raise EngineError(
@@ -240,6 +239,15 @@ class SandboxBuilder:
                     "(make base-image builds it)"
                 ) from None
             raise EngineError(f"engine {self._engine}: builder: {exc.message}") from None
+        try:
+            await self._call("builder start", container.start())
+        except BaseException as exc:
+            # created but not started (or the engine went away meanwhile): remove it now, or
+            # once the engine answers again
+            await asyncio.shield(self._remove(container, None))
+            if isinstance(exc, DockerError):
+                raise EngineError(f"engine {self._engine}: builder: {exc.message}") from None
+            raise
         return container
 
     async def _run(

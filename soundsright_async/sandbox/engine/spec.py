@@ -102,9 +102,16 @@ def project_labels(owner: str, **extra: str) -> dict[str, str]:
 
 
 def image_tag(competition: str, hotkey: str, content_hash: str) -> str:
-    """``localhost/soundsright-model:<competition>-<hotkey>-<hash12>``, lower-case, <= 128."""
-    raw = f"{competition}-{hotkey}-{content_hash[:12]}".lower()
-    tag = re.sub(r"[^a-z0-9_.-]", "_", raw).lstrip(".-")[:128]
+    """``localhost/soundsright-model:<competition>-<hotkey>-<hash12>``, lower-case, <= 128.
+
+    Each part keeps only ``[a-z0-9]`` runs joined by ``_``, so the tag is also a valid OCI
+    ``ref.name`` (no two separators in a row: a base64 hash starting with ``/`` or ``+`` once
+    made ``-_`` and buildah refused the build as an invalid image)."""
+
+    def part(text: str, keep: int) -> str:
+        return "_".join(re.findall(r"[a-z0-9]+", text.lower()))[:keep].strip("_") or "x"
+
+    tag = f"{part(competition, 32)}-{part(hotkey, 64)}-{part(content_hash, 12)}"
     return f"localhost/soundsright-model:{tag}"
 
 
