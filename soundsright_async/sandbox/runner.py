@@ -221,10 +221,6 @@ class _EngineState:
     probed_at: float = 0.0
     probing: bool = False
 
-    @property
-    def free(self) -> int:
-        return self.size - self.assigned
-
 
 @dataclass(frozen=True, slots=True)
 class EngineLoad:

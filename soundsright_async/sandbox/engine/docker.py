@@ -35,7 +35,7 @@ from .base import (
     SweepReport,
 )
 from .buildspec import BUILDER_IMAGE, BuildLimits
-from .errors import EngineError, StartFailed
+from .errors import UNREACHABLE, EngineError, StartFailed
 from .firewall import BridgeFirewall
 from .sandboxbuild import SandboxBuilder
 from .seccomp import DEFAULT_BASE_PROFILE, deny_namespaces
@@ -59,9 +59,6 @@ __all__ = ["DockerEngine", "TlsFiles"]
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 _LIST_ATTEMPTS = 5
-_UNREACHABLE = 900
-"""aiodocker's status for "cannot connect to the engine" (the socket is gone): the engine's
-fault, never the model's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +113,7 @@ class DockerEngine:
         self._host_check = host_check
         self._orphans: dict[str, str | None] = {}  # container id -> network: removal failed
         self._reaper: asyncio.Future[None] | None = None
+        self._info: dict[str, Any] | None = None
         self._owner = owner
         self._name = name
         self._kind = kind
@@ -176,7 +174,7 @@ class DockerEngine:
         except aiohttp.ClientError as exc:
             raise EngineError(f"engine {self._name} ({self._url}): {what}: {exc}") from exc
         except DockerError as exc:
-            if exc.status == _UNREACHABLE:
+            if exc.status == UNREACHABLE:
                 raise EngineError(f"engine {self._name}: {what}: {exc.message}") from None
             raise
 
@@ -197,6 +195,7 @@ class DockerEngine:
         except BaseException:
             await self._docker.close()
             self._docker = None
+            self._info = None
             await asyncio.to_thread(self._drop_seccomp)
             raise
         log.info(
@@ -220,7 +219,7 @@ class DockerEngine:
     async def _check_host(self) -> None:
         """Builds bind-mount this host's build directory into the builder and models are
         reached at their bridge address: an engine on another host cannot run either."""
-        info = await self._call("info", self._api.system.info())
+        info = await self._host_info()
         theirs, ours = str(info.get("Name") or ""), socket.gethostname()
         if theirs and theirs != ours:
             raise EngineError(
@@ -299,6 +298,7 @@ class DockerEngine:
             if self._docker is not None:
                 await self._docker.close()
                 self._docker = None
+                self._info = None
 
     async def _load_seccomp(self) -> None:
         """Model containers get the base profile with new namespaces denied (``seccomp``).
@@ -340,8 +340,14 @@ class DockerEngine:
 
     async def host_resources(self) -> tuple[int, int]:
         """``(memory bytes, CPUs)`` of the engine's host (``GET /info``)."""
-        info = await self._call("info", self._api.system.info())
+        info = await self._host_info()
         return int(info.get("MemTotal") or 0), int(info.get("NCPU") or 0)
+
+    async def _host_info(self) -> dict[str, Any]:
+        """``GET /info``, once per open (the start-up host check and the limits both read it)."""
+        if self._info is None:
+            self._info = dict(await self._call("info", self._api.system.info()))
+        return self._info
 
     @property
     def limits(self) -> SandboxLimits:

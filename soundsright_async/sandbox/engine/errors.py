@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from ..._exceptions import SoundsrightError
 
-__all__ = ["BuildFailed", "EngineError", "StartFailed"]
+__all__ = ["UNREACHABLE", "BuildFailed", "EngineError", "StartFailed"]
+
+UNREACHABLE = 900
+"""aiodocker's status for "cannot connect to the engine" (the socket is gone): the engine's
+fault, never the model's."""
 
 
 class EngineError(SoundsrightError):

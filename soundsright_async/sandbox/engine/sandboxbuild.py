@@ -51,7 +51,7 @@ from .buildspec import (
 )
 from .context import write_context_tar
 from .dockerfile import check_dockerfile
-from .errors import BuildFailed, EngineError
+from .errors import UNREACHABLE, BuildFailed, EngineError
 from .spec import EngineKind, network_config, unique_suffix
 
 __all__ = ["SandboxBuilder"]
@@ -61,7 +61,6 @@ T = TypeVar("T")
 Call = Callable[[str, Awaitable[Any]], Awaitable[Any]]
 _LINE_CAP = 1 << 20
 _MAX_DOCKERFILE = 1 << 20
-_UNREACHABLE = 900  # aiodocker: cannot connect to the engine (as in engine.docker)
 _MAX_JSON = 8 << 20
 _HEX = re.compile(r"[0-9a-f]{64}")
 _OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -293,7 +292,7 @@ class SandboxBuilder:
                         raise BuildFailed("build_failed", "the image archive is too large")
                     await asyncio.to_thread(fh.write, chunk)
         except DockerError as exc:
-            if exc.status == _UNREACHABLE:  # the engine is gone, not the model's archive
+            if exc.status == UNREACHABLE:  # the engine is gone, not the model's archive
                 raise EngineError(f"engine {self._engine}: image archive: {exc.message}") from None
             raise BuildFailed("build_failed", f"no image archive: {exc.message}") from None
         except (aiohttp.ClientError, ConnectionError) as exc:
@@ -340,7 +339,7 @@ class SandboxBuilder:
         except TimeoutError:
             raise EngineError(f"engine {self._engine}: image load timed out") from None
         except DockerError as exc:
-            if exc.status == _UNREACHABLE:  # the engine is gone, not the model's image
+            if exc.status == UNREACHABLE:  # the engine is gone, not the model's image
                 raise EngineError(f"engine {self._engine}: image load: {exc.message}") from None
             raise BuildFailed("build_failed", f"load: {exc.message}", log=tail.text()) from None
         except (aiohttp.ClientError, ConnectionError) as exc:
